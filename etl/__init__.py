@@ -1,0 +1,3 @@
+"""crm-etl: bulk CRM data movement for SALESmanago and SalesNexus."""
+
+__version__ = "0.1.0"

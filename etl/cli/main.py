@@ -1,0 +1,359 @@
+"""``crm-etl``: the command line.
+
+Every command turns bad input into a one-line error and a documented exit code (see
+:mod:`etl.cli.exit_codes`); a traceback appears only for a bug, and only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from etl import __version__
+from etl.cli.connections import (
+    DEMO_SANDBOX,
+    CrmName,
+    connection_from_env,
+    optional_sandbox,
+    point_at_sandbox,
+)
+from etl.cli.exit_codes import ExitCode
+from etl.cli.output import LogFormat, configure_logging, print_summaries, show_progress
+from etl.cli.sandbox_cmd import sandbox as sandbox_command
+from etl.clients import (
+    AuthenticationError,
+    CRMError,
+    RetryBudgetExhausted,
+    SalesNexusClient,
+    SalesNexusConfig,
+)
+from etl.pipeline.export import ExportJob, run_export
+from etl.pipeline.run import RunProgress, RunSummary
+from etl.pipeline.spec import Connection, PipelineSpec, SpecError, load_spec
+from etl.sandbox import Sandbox
+from etl.transform import TABLES
+
+log = logging.getLogger("etl.cli")
+T = TypeVar("T")
+
+CRMS = ("salesmanago", "salesnexus")
+
+
+class RunFailed(click.ClickException):
+    """A failure with a plain message and our own exit code (click prints ``Error: ...``)."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine, mapping every expected failure to a message and exit code."""
+    try:
+        return asyncio.run(coro)
+    except SpecError as exc:
+        code = ExitCode.CREDENTIALS if "environment variable" in str(exc) else ExitCode.USAGE
+        raise RunFailed(str(exc), code) from None
+    except AuthenticationError as exc:
+        raise RunFailed(str(exc), ExitCode.CREDENTIALS) from None
+    except RetryBudgetExhausted as exc:
+        raise RunFailed(
+            f"{exc}. The CRM kept failing or throttling; run the same command again later.",
+            ExitCode.RESUMABLE,
+        ) from None
+    except CRMError as exc:
+        raise RunFailed(str(exc), ExitCode.CRM_ERROR) from None
+    except KeyboardInterrupt:
+        raise RunFailed("interrupted", ExitCode.RESUMABLE) from None
+    except (click.ClickException, click.exceptions.Exit):
+        raise
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        raise RunFailed(
+            f"internal error: {type(exc).__name__}: {exc} (re-run with --verbose for details)",
+            ExitCode.INTERNAL,
+        ) from None
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--log-format`` and ``--verbose`` on every command that does work."""
+
+    @click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Plain text (a live progress line on a terminal) or one JSON object per line.",
+    )
+    @click.option("-v", "--verbose", is_flag=True, help="Debug logging (never shows secrets).")
+    @functools.wraps(command)
+    def wrapper(*args: Any, log_format: LogFormat, verbose: bool, **kwargs: Any) -> Any:
+        configure_logging(log_format, verbose=verbose)
+        return command(*args, log_format=log_format, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="crm-etl")
+def cli() -> None:
+    """Move CRM data in bulk between SALESmanago, SalesNexus and files.
+
+    \b
+    Quick start (no account needed, everything runs against built-in emulators):
+      crm-etl demo                       run every shipped pipeline against the sandbox
+      crm-etl run pipelines/nightly_export_salesmanago.toml --sandbox
+      crm-etl sandbox                    serve both emulators for your own experiments
+
+    Credentials come from environment variables named in the pipeline spec; see the README.
+    """
+
+
+cli.add_command(sandbox_command)
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+async def _run_spec(
+    spec: PipelineSpec,
+    *,
+    sandbox: Sandbox | None,
+    out: Path | None,
+    log_format: LogFormat,
+) -> RunSummary:
+    assert spec.source is not None and spec.export is not None and spec.destination is not None
+    connection: Connection = spec.source
+    if sandbox is not None:
+        connection = point_at_sandbox(connection, sandbox)
+    job = ExportJob(
+        pipeline=spec.name,
+        crm=connection.crm,
+        connection=connection.client_config(os.environ),
+        out=out if out is not None else spec.destination.resolved_path(),
+        tables=spec.export.tables,
+        fmt=spec.destination.format,
+        page_size=spec.export.page_size,
+        prefetch_pages=spec.export.prefetch_pages,
+    )
+    log.info("%s: exporting %s from %s to %s", spec.name, ", ".join(job.tables), job.crm, job.out)
+    progress = RunProgress(spec.name)
+    async with show_progress(progress, log_format):
+        summary = await run_export(job, progress)
+    log.info(
+        "%s: done, %s rows in %.1fs", spec.name, sum(summary.rows.values()), summary.duration_s
+    )
+    return summary
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Start seeded emulators in-process and point the spec's connections at them.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write outputs here instead of the spec's destination path.",
+)
+@common_options
+def run(spec_path: Path, sandbox: bool, out: Path | None, log_format: LogFormat) -> None:
+    """Run the pipeline described by the TOML file SPEC.
+
+    \b
+    Examples:
+      crm-etl run pipelines/nightly_export_salesnexus.toml
+      crm-etl run pipelines/nightly_export_salesmanago.toml --sandbox --out /tmp/export
+    """
+
+    async def main() -> RunSummary:
+        spec = load_spec(spec_path)
+        async with optional_sandbox(sandbox) as emulators:
+            return await _run_spec(spec, sandbox=emulators, out=out, log_format=log_format)
+
+    print_summaries([run_async(main())], log_format)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def _parse_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    tables = tuple(t.strip() for t in value.split(",") if t.strip())
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown or not tables:
+        raise click.BadParameter(
+            f"unknown table(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(TABLES)}"
+        )
+    return tables
+
+
+@cli.command()
+@click.option("--from", "crm", type=click.Choice(CRMS), required=True, help="The CRM to read.")
+@click.option(
+    "--tables",
+    default=",".join(TABLES),
+    show_default=True,
+    callback=_parse_tables,
+    help="Comma-separated tables to export.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output root."
+)
+@click.option("--sandbox", is_flag=True, help="Export from in-process seeded emulators.")
+@click.option(
+    "--rate", type=float, default=5.0, show_default=True, help="Requests per second to allow."
+)
+@common_options
+def export(
+    crm: CrmName,
+    tables: tuple[str, ...],
+    fmt: str,
+    out: Path,
+    sandbox: bool,
+    rate: float,
+    log_format: LogFormat,
+) -> None:
+    """Export tables from a CRM to a Parquet dataset or CSV files, without writing a spec.
+
+    Credentials come from SALESMANAGO_CLIENT_ID, SALESMANAGO_API_KEY, SALESMANAGO_API_SECRET and
+    SALESMANAGO_OWNER, or SALESNEXUS_EMAIL and SALESNEXUS_PASSWORD (plus the optional
+    *_BASE_URL), unless --sandbox is given.
+    """
+    spec = PipelineSpec.model_validate(
+        {
+            "pipeline": {"name": f"export_{crm}", "kind": "export"},
+            "source": {**connection_from_env(crm).model_dump(), "pacing": {"rate": rate}},
+            "export": {"tables": list(tables)},
+            "destination": {"format": fmt, "path": str(out)},
+        }
+    )._bind("command line")
+
+    async def main() -> RunSummary:
+        async with optional_sandbox(sandbox) as emulators:
+            return await _run_spec(spec, sandbox=emulators, out=out, log_format=log_format)
+
+    print_summaries([run_async(main())], log_format)
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "crm",
+    type=click.Choice(["salesnexus"]),
+    default="salesnexus",
+    show_default=True,
+    help="The CRM whose field catalog to print (SALESmanago has none).",
+)
+@click.option("--sandbox", is_flag=True, help="Read the catalog of the in-process emulator.")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@common_options
+def fields(crm: str, sandbox: bool, as_json: bool, log_format: LogFormat) -> None:
+    """Print the field catalog (id, name, table, type) that exports resolve names against."""
+
+    async def main() -> list[dict[str, Any]]:
+        async with optional_sandbox(sandbox) as emulators:
+            connection = connection_from_env("salesnexus")
+            if emulators is not None:
+                connection = point_at_sandbox(connection, emulators)
+            config = connection.client_config(os.environ)
+            assert isinstance(config, SalesNexusConfig)
+            async with SalesNexusClient(config) as client:
+                return await client.get_all_fields()
+
+    catalog = run_async(main())
+    if as_json or log_format == "json":
+        import json
+
+        click.echo(json.dumps(catalog, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{crm} fields ({len(catalog)})", title_justify="left")
+    for column in ("id", "name", "table", "type"):
+        table.add_column(column)
+    for field in sorted(catalog, key=lambda f: (str(f.get("table")), int(f.get("id", 0)))):
+        table.add_row(
+            str(field.get("id")),
+            str(field.get("name")),
+            str(field.get("table")),
+            str(field.get("type")),
+        )
+    Console().print(table)
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def shipped_pipelines() -> list[Path]:
+    """The specs in ``pipelines/`` next to the package (a source checkout) or in the cwd."""
+    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+        folder = base / "pipelines"
+        if folder.is_dir():
+            return sorted(folder.glob("*.toml"))
+    return []
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("crm-etl-demo"),
+    show_default=True,
+    help="Directory for every pipeline's outputs (one folder per pipeline).",
+)
+@click.option(
+    "--contacts",
+    type=click.IntRange(1, 2_000_000),
+    default=DEMO_SANDBOX.contacts,
+    show_default=True,
+    help="Contacts seeded into each emulator.",
+)
+@common_options
+def demo(out: Path, contacts: int, log_format: LogFormat) -> None:
+    """Run every shipped pipeline against in-process emulators and summarise.
+
+    Nothing leaves this machine: both CRMs are emulated on 127.0.0.1 with a realistic quota.
+    """
+    specs = shipped_pipelines()
+    if not specs:
+        raise RunFailed("no pipelines/*.toml found next to the package or here", ExitCode.USAGE)
+    config = dataclasses.replace(
+        DEMO_SANDBOX, contacts=contacts, activities=contacts * 2, sales=contacts // 2
+    )
+
+    async def main() -> list[RunSummary]:
+        summaries = []
+        async with optional_sandbox(True, config) as emulators:
+            for path in specs:
+                spec = load_spec(path)
+                if spec.kind != "export":
+                    continue
+                summaries.append(
+                    await _run_spec(
+                        spec, sandbox=emulators, out=out / spec.name, log_format=log_format
+                    )
+                )
+        return summaries
+
+    summaries = run_async(main())
+    print_summaries(summaries, log_format)
+    if log_format == "text":
+        click.echo(f"\nDemo outputs are in {out.resolve()}")

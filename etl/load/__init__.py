@@ -1,0 +1,32 @@
+"""Loading: streaming file sinks (Parquet dataset, CSV) and the run manifest."""
+
+from etl.load.csv_sink import CsvSink
+from etl.load.files import FileFormat, make_sink
+from etl.load.manifest import (
+    RunManifest,
+    TableManifest,
+    count_rows,
+    manifest_counts_match,
+    read_manifest,
+    schema_fields,
+    write_manifest,
+)
+from etl.load.parquet_sink import ParquetDatasetSink
+from etl.load.sink import SchemaMismatchError, TableSink, WrittenFile
+
+__all__ = [
+    "CsvSink",
+    "FileFormat",
+    "ParquetDatasetSink",
+    "RunManifest",
+    "SchemaMismatchError",
+    "TableManifest",
+    "TableSink",
+    "WrittenFile",
+    "count_rows",
+    "make_sink",
+    "manifest_counts_match",
+    "read_manifest",
+    "schema_fields",
+    "write_manifest",
+]

@@ -1,0 +1,811 @@
+"""The SALESmanago sandbox's data: deterministic seeding, lookups, ordering and upsert rules.
+
+Contacts are kept exactly in the contract's contact shape, so the emulator serves them as stored.
+Empty nested lists are a shared empty tuple (serialised as ``[]``) to keep a million contacts in
+memory; every mutation below replaces a list rather than appending to it in place.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import random
+import re
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+from etl.sandbox import fake
+from etl.sandbox.config import SandboxConfig
+
+TEXT_LIMIT = 255
+EMPTY: tuple[()] = ()
+EXT_EVENT_TYPES = frozenset({"PURCHASE", "CART", "VISIT", "PHONE_CALL", "OTHER"})
+STATES = ("PROSPECT", "CUSTOMER", "PARTNER", "OTHER", "UNKNOWN")
+CONTACT_TEXT_FIELDS = ("name", "phone", "fax", "company", "state", "externalId")
+ADDRESS_FIELDS = ("streetAddress", "zipCode", "city", "country")
+LIST_FIELDS = (
+    "contactTags",
+    "properties",
+    "contactExtEvents",
+    "contactTasks",
+    "contactNotes",
+    "contactVisits",
+)
+CONTACT_KEYS = (
+    "id", "name", "email", "phone", "fax", "score", "state", "optedOut", "optedOutPhone",
+    "deleted", "invalid", "company", "externalId", "address", "birthdayYear", "birthdayMonth",
+    "birthdayDay", "province", "mainContactOwner", "modifiedOn", "createdOn", *LIST_FIELDS,
+)  # fmt: skip
+DETAIL_KEYS = tuple(f"detail{i}" for i in range(1, 21))
+_EVENT_TEMPLATE: dict[str, Any] = dict.fromkeys(
+    (
+        "eventId", "date", "description", "products", "location", "value",
+        "contactExtEventType", *DETAIL_KEYS, "externalId",
+    )
+)  # fmt: skip
+ANCHOR_START = fake.ANCHOR_MS - fake.THREE_YEARS_MS
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+class LimitError(ValueError):
+    """A value over one of the API's length limits (answered HTTP 400, not a row error)."""
+
+
+_last_now = 0
+
+
+def now_ms() -> int:
+    """Wall-clock epoch ms, never going backwards within the process."""
+    global _last_now
+    _last_now = max(_last_now, time.time_ns() // 1_000_000)
+    return _last_now
+
+
+def check_length(field: str, value: Any, limit: int = TEXT_LIMIT) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        raise LimitError(f"field '{field}' is {len(value)} characters, the limit is {limit}")
+
+
+def check_email(value: Any, field: str = "email") -> str:
+    if value is None or value == "":
+        raise ValueError(f"field '{field}' is missing")
+    if not isinstance(value, str):
+        raise ValueError(f"field '{field}' must be a string, got {type(value).__name__}")
+    check_length(field, value)
+    if not _EMAIL_RE.match(value):
+        raise ValueError(f"field '{field}' is not a valid e-mail address: {value!r}")
+    return value
+
+
+def parse_birthday(value: Any) -> tuple[int | None, int, int]:
+    """``yyyyMMdd`` or ``MMdd`` to (year or None, month, day); ValueError naming the field."""
+    text = value if isinstance(value, str) else None
+    if text is None or not text.isdigit() or len(text) not in (4, 8):
+        raise ValueError(f"field 'birthday' must be yyyyMMdd or MMdd, got {value!r}")
+    year = int(text[:4]) if len(text) == 8 else None
+    month, day = int(text[-4:-2]), int(text[-2:])
+    try:
+        date(year or 2000, month, day)  # 2000 is a leap year, so 0229 passes without a year
+    except ValueError:
+        raise ValueError(f"field 'birthday' is not a valid date: {value!r}") from None
+    if year is not None and year < 1900:
+        raise ValueError(f"field 'birthday' has an implausible year: {value!r}")
+    return year, month, day
+
+
+def tag_record(tag: str, score: int, created_on: int) -> dict[str, Any]:
+    return {
+        "tag": tag,
+        "tagName": tag,
+        "score": score,
+        "createdOn": created_on,
+        "tagWithScore": f"{tag} ({score})",
+    }
+
+
+class _Pools:
+    """Value pools drawn once per seed, so seeding a contact indexes lists instead of formatting."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.first_names = fake.FIRST_NAMES
+        self.last_names = fake.LAST_NAMES
+        self.places = fake.PLACES
+        self.companies = fake.COMPANIES
+        self.lead_sources = fake.LEAD_SOURCES
+        self.streets = [fake.street_address(rng) for _ in range(4096)]
+        self.phones = [fake.phone(rng) for _ in range(16384)]
+        self.n_first, self.n_last = len(self.first_names), len(self.last_names)
+        self.full_names = [f"{f} {la}" for f in self.first_names for la in self.last_names]
+        # Four local-part forms per person; the serial appended after them keeps each unique.
+        self.email_prefixes = [
+            prefix
+            for f in self.first_names
+            for la in self.last_names
+            for prefix in _email_prefixes(fake.FIRST_SLUGS[f], fake.LAST_SLUGS[la])
+        ]
+        self.domains = [f"@{d}" for d in fake.EMAIL_DOMAINS]
+        self.n_domains = len(self.domains)
+        self.n_places, self.n_companies = len(self.places), len(self.companies)
+        self.n_lead_sources = len(self.lead_sources)
+        self.n_streets, self.n_phones = len(self.streets), len(self.phones)
+
+
+def _email_prefixes(first: str, last: str) -> tuple[str, str, str, str]:
+    return f"{first}.{last}.", f"{first[0]}{last}", f"{first}_", f"{last}.{first}"
+
+
+class SalesManagoStore:
+    """All contacts of one sandbox account, seeded from ``config`` (same seed, same data)."""
+
+    def __init__(self, config: SandboxConfig, owner: str = "owner@sandbox.example") -> None:
+        self.config = config
+        self.owner = owner
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.deleted: dict[str, int] = {}
+        self._by_email: dict[str, str] = {}
+        self._order: list[tuple[int, str]] = []  # (createdOn, id), kept sorted
+        self._event_owner: dict[str, str] = {}  # eventId -> contact id
+        self._task_owner: dict[str, str] = {}  # task id -> contact id
+        self._rng = random.Random(f"salesmanago-runtime-{config.seed}")
+        self._seed()
+
+    # -- seeding ------------------------------------------------------------------------------
+    def _seed(self) -> None:
+        # Seeding allocates millions of objects and frees none: the cyclic GC would only rescan.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rng = random.Random(f"salesmanago-{self.config.seed}")
+            pools = _Pools(rng)
+            contacts: list[dict[str, Any]] = []
+            for i in range(self.config.contacts):
+                contact = self._seed_contact(rng, pools, i)
+                contacts.append(contact)
+                self.contacts[contact["id"]] = contact
+                self._by_email[contact["email"].lower()] = contact["id"]
+            if len(self._by_email) != len(contacts):  # the e-mail forms make this impossible
+                raise AssertionError("seeded e-mail addresses are not unique")
+            self._order = sorted([(c["createdOn"], c["id"]) for c in contacts])
+            if contacts:
+                self._seed_activities(rng, contacts)
+                self._seed_events(rng, contacts)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _seed_contact(self, rng: random.Random, pools: _Pools, i: int) -> dict[str, Any]:
+        r = rng.random
+        first_index = int(r() * pools.n_first)
+        person = first_index * pools.n_last + int(r() * pools.n_last)
+        local = pools.email_prefixes[person * 4 + int(r() * 4)]
+        email = f"{local}{i + 1}{pools.domains[int(r() * pools.n_domains)]}"
+        created = ANCHOR_START + int(r() * fake.THREE_YEARS_MS)
+        modified = created + int(r() * (fake.ANCHOR_MS - created)) if r() < 0.6 else created
+        place = pools.places[int(r() * pools.n_places)]
+        roll = r()
+        year = month = day = None
+        if roll < 0.45:
+            year = 1950 + int(r() * 55) if roll < 0.3 else None
+            month, day = 1 + int(r() * 12), 1 + int(r() * 28)
+        address = {
+            "streetAddress": pools.streets[int(r() * pools.n_streets)] if r() < 0.8 else None,
+            "zipCode": place.zip_code if r() < 0.85 else None,
+            "city": place.city if r() < 0.9 else None,
+            "country": place.country if r() < 0.95 else None,
+        }
+        roll = r()
+        company = pools.companies[int(r() * pools.n_companies)] if roll < 0.7 else None
+        if roll >= 0.9:
+            company = ""
+        roll = r()
+        phone = pools.phones[int(r() * pools.n_phones)] if roll < 0.8 else None
+        if roll >= 0.95:
+            phone = ""
+        roll = r()
+        contact: dict[str, Any] = {
+            "id": fake.seeded_uuid(rng),
+            "name": pools.full_names[person] if roll < 0.97 else pools.first_names[first_index],
+            "email": email,
+            "phone": phone,
+            "fax": pools.phones[int(r() * pools.n_phones)] if r() < 0.1 else None,
+            "score": int(r() * 2000),
+            "state": STATES[int(r() * 5)],
+            "optedOut": r() < 0.1,
+            "optedOutPhone": r() < 0.05,
+            "deleted": False,
+            "invalid": roll < 0.01,
+            "company": company,
+            "externalId": f"EXT-{i + 1:07d}" if r() < 0.3 else None,
+            "address": address,
+            "birthdayYear": year,
+            "birthdayMonth": month,
+            "birthdayDay": day,
+            "province": place.province if roll < 0.7 else None,
+            "mainContactOwner": self.owner,
+            "modifiedOn": modified,
+            "createdOn": created,
+            "contactTags": EMPTY,
+            "properties": EMPTY,
+            "contactExtEvents": EMPTY,
+            "contactTasks": EMPTY,
+            "contactNotes": EMPTY,
+            "contactVisits": EMPTY,
+        }
+        roll = r()
+        if roll < 0.6:
+            tags = fake.sample(rng, fake.TAGS, 1 + int(roll * 5))
+            stamp = created + int(r() * (fake.ANCHOR_MS - created))
+            contact["contactTags"] = [tag_record(t, 1 + int(r() * 20), stamp) for t in tags]
+        roll = r()
+        if roll < 0.45:
+            tier = fake.LOYALTY_TIERS[int(r() * 4)]
+            props = [{"name": "custom.loyalty_tier", "value": tier}]
+            if roll < 0.22:
+                source = pools.lead_sources[int(r() * pools.n_lead_sources)]
+                props.append({"name": "custom.lead_source", "value": source})
+            if 0.15 < roll < 0.3:
+                props.append({"name": "custom.newsletter", "value": "true" if r() < 0.7 else ""})
+            contact["properties"] = props
+        if i < 4:
+            self._seed_odd_values(contact, i)
+        return contact
+
+    @staticmethod
+    def _seed_odd_values(contact: dict[str, Any], i: int) -> None:
+        """A few deterministic edge cases at the front of the data set."""
+        if i == 0:
+            contact["company"] = fake.ODD_COMPANY
+        elif i == 1:
+            contact["email"] = fake.ODD_EMAIL
+        elif i == 2:
+            contact.update(name="", phone="", fax="", company="", externalId="", province=None)
+            contact["address"] = dict.fromkeys(ADDRESS_FIELDS)
+        elif i == 3:
+            contact["name"] = "Siobhán O'Brien"
+            contact["company"] = "O'Reilly Hardware"
+
+    def _seed_activities(self, rng: random.Random, contacts: list[dict[str, Any]]) -> None:
+        r = rng.random
+        n = len(contacts)
+        uuid = fake.seeded_uuid
+        anchor = fake.ANCHOR_MS
+        task_notes, notes, hosts = fake.TASK_NOTES, fake.NOTES, fake.HOSTS
+        sources, keywords, paths = fake.VISIT_SOURCES, fake.SEARCH_KEYWORDS, fake.URL_PATHS
+        append = self._append
+        task_owner = self._task_owner
+        odd_note_done = False
+        for _ in range(self.config.activities):
+            contact = contacts[int(r() * n)]
+            created = contact["createdOn"]
+            when = created + int(r() * (anchor - created))
+            kind = r()
+            if kind < 0.3:
+                when += int(r() * 30 * fake.DAY_MS)  # some tasks are due in the future
+                task = {
+                    "id": uuid(rng),
+                    "note": task_notes[int(r() * len(task_notes))],
+                    "date": when,
+                    "cc": contact["email"] if kind < 0.06 else "",
+                    "reminder": when - 30 * 60_000 if r() < 0.7 else None,
+                }
+                append(contact, "contactTasks", task)
+                task_owner[task["id"]] = contact["id"]
+            elif kind < 0.65:
+                text = notes[int(r() * len(notes))]
+                if not odd_note_done:
+                    text, odd_note_done = fake.ODD_NOTE, True
+                append(contact, "contactNotes", {"note": text, "date": when, "priv": kind < 0.37})
+            else:
+                keyword = keywords[int(r() * len(keywords))]
+                visit = {
+                    "conversationIntId": int(r() * 10_000_000) if kind > 0.93 else None,
+                    "host": hosts[int(r() * len(hosts))],
+                    "time": when,
+                    "duration": int(r() * 600_000) if kind < 0.9 else None,
+                    "visitSource": sources[int(r() * len(sources))],
+                    "visitSourceHost": "www.google.com" if keyword else None,
+                    "visitSourceKeywords": keyword or None,
+                    "visitScore": int(r() * 10),
+                    "url": paths[int(r() * len(paths))],
+                    "location": None,
+                }
+                append(contact, "contactVisits", visit)
+
+    def _seed_events(self, rng: random.Random, contacts: list[dict[str, Any]]) -> None:
+        r = rng.random
+        n = len(contacts)
+        uuid = fake.seeded_uuid
+        anchor = fake.ANCHOR_MS
+        products, descriptions, places = fake.PRODUCTS, fake.EVENT_DESCRIPTIONS, fake.PLACES
+        currencies = ("EUR", "PLN", "USD", "GBP")
+        append = self._append
+        event_owner = self._event_owner
+        sales = self.config.sales
+        for k in range(sales + sales // 4):
+            contact = contacts[int(r() * n)]
+            created = contact["createdOn"]
+            roll = r()
+            kind = "PURCHASE" if k < sales else ("CART" if roll < 0.6 else "VISIT")
+            event = _EVENT_TEMPLATE.copy()
+            event["eventId"] = uuid(rng)
+            event["date"] = created + int(r() * (anchor - created))
+            event["description"] = descriptions[int(r() * len(descriptions))]
+            event["products"] = ", ".join(fake.sample(rng, products, 1 + int(roll * 3)))
+            if roll < 0.3:
+                event["location"] = places[int(r() * len(places))].city
+            event["contactExtEventType"] = kind
+            if kind != "VISIT":
+                event["value"] = fake.amount(rng)
+            if kind == "PURCHASE":
+                event["detail1"] = "card" if roll < 0.6 else "transfer"
+                event["detail2"] = currencies[int(r() * 4)]
+                event["externalId"] = f"ORD-{k + 1:08d}"
+            append(contact, "contactExtEvents", event)
+            event_owner[event["eventId"]] = contact["id"]
+
+    @staticmethod
+    def _append(contact: dict[str, Any], key: str, item: dict[str, Any]) -> None:
+        current = contact[key]
+        if current is EMPTY:
+            contact[key] = [item]
+        else:
+            current.append(item)
+
+    # -- lookups ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.contacts)
+
+    def get(self, contact_id: str) -> dict[str, Any] | None:
+        return self.contacts.get(contact_id)
+
+    def get_by_email(self, email: str) -> dict[str, Any] | None:
+        contact_id = self._by_email.get(email.lower()) if isinstance(email, str) else None
+        return self.contacts.get(contact_id) if contact_id else None
+
+    def id_for_email(self, email: str) -> str | None:
+        return self._by_email.get(email.lower()) if isinstance(email, str) else None
+
+    def ordered_ids(self) -> list[str]:
+        """Every live contact id, ordered by ``createdOn`` then ``id``."""
+        return [contact_id for _, contact_id in self._order]
+
+    def page(self, page: int, size: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the stable order, and whether more contacts follow it."""
+        start = page * size
+        keys = self._order[start : start + size]
+        return [self.contacts[cid] for _, cid in keys], start + size < len(self._order)
+
+    def created_between(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        lo = bisect.bisect_left(self._order, (start, ""))
+        for created, contact_id in self._order[lo:]:
+            if created >= end:
+                break
+            yield self.contacts[contact_id]
+
+    def modified_between(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        for contact_id in self.ordered_ids():
+            contact = self.contacts[contact_id]
+            if start <= contact["modifiedOn"] < end:
+                yield contact
+
+    def purchase_count(self) -> int:
+        return sum(
+            1
+            for c in self.contacts.values()
+            for e in c["contactExtEvents"]
+            if e["contactExtEventType"] == "PURCHASE"
+        )
+
+    def activity_count(self) -> int:
+        return sum(
+            len(c["contactTasks"]) + len(c["contactNotes"]) + len(c["contactVisits"])
+            for c in self.contacts.values()
+        )
+
+    # -- direct mutation (tests) --------------------------------------------------------------
+    def add_contact(self, **fields: Any) -> str:
+        """Store a contact given in the contract's shape (missing keys get defaults)."""
+        unknown = set(fields) - set(CONTACT_KEYS)
+        if unknown:
+            raise ValueError(f"unknown contact fields: {sorted(unknown)}")
+        email = check_email(fields.get("email"))
+        if self.id_for_email(email):
+            raise ValueError(f"a contact with the email {email!r} already exists")
+        stamp = now_ms()
+        contact = self._blank_contact(fields.get("id") or self._new_id(), email, stamp)
+        for key, value in fields.items():
+            contact[key] = (list(value) or EMPTY) if key in LIST_FIELDS else value
+        if contact["id"] in self.contacts:
+            raise ValueError(f"a contact with the id {contact['id']!r} already exists")
+        self._insert(contact)
+        return contact["id"]
+
+    def modify(self, contact_id: str, **changes: Any) -> dict[str, Any]:
+        """Change fields of a contact; ``modifiedOn`` becomes now unless given."""
+        contact = self.contacts[contact_id]
+        bad = (set(changes) - set(CONTACT_KEYS)) | ({"id"} & set(changes))
+        if bad:
+            raise ValueError(f"cannot change contact fields: {sorted(bad)}")
+        if "email" in changes:
+            email = check_email(changes["email"])
+            other = self.id_for_email(email)
+            if other and other != contact_id:
+                raise ValueError(f"a contact with the email {email!r} already exists")
+            del self._by_email[contact["email"].lower()]
+            self._by_email[email.lower()] = contact_id
+        if "createdOn" in changes and changes["createdOn"] != contact["createdOn"]:
+            self._unorder(contact)
+            contact["createdOn"] = changes["createdOn"]
+            bisect.insort(self._order, (contact["createdOn"], contact_id))
+        for event in contact["contactExtEvents"] if "contactExtEvents" in changes else ():
+            self._event_owner.pop(event["eventId"], None)
+        for task in contact["contactTasks"] if "contactTasks" in changes else ():
+            self._task_owner.pop(task["id"], None)
+        for key, value in changes.items():
+            contact[key] = (list(value) or EMPTY) if key in LIST_FIELDS else value
+        for event in contact["contactExtEvents"] if "contactExtEvents" in changes else ():
+            self._event_owner[event["eventId"]] = contact_id
+        for task in contact["contactTasks"] if "contactTasks" in changes else ():
+            self._task_owner[task["id"]] = contact_id
+        if "modifiedOn" not in changes:
+            contact["modifiedOn"] = now_ms()
+        return contact
+
+    def delete(self, contact_id: str) -> bool:
+        """Remove a contact from every listing; remember when in :attr:`deleted`."""
+        contact = self.contacts.pop(contact_id, None)
+        if contact is None:
+            return False
+        self._unorder(contact)
+        self._by_email.pop(contact["email"].lower(), None)
+        for event in contact["contactExtEvents"]:
+            self._event_owner.pop(event["eventId"], None)
+        for task in contact["contactTasks"]:
+            self._task_owner.pop(task["id"], None)
+        self.deleted[contact_id] = now_ms()
+        return True
+
+    def _insert(self, contact: dict[str, Any]) -> None:
+        self.contacts[contact["id"]] = contact
+        self._by_email[contact["email"].lower()] = contact["id"]
+        bisect.insort(self._order, (contact["createdOn"], contact["id"]))
+        for event in contact["contactExtEvents"]:
+            self._event_owner[event["eventId"]] = contact["id"]
+        for task in contact["contactTasks"]:
+            self._task_owner[task["id"]] = contact["id"]
+
+    def _unorder(self, contact: dict[str, Any]) -> None:
+        key = (contact["createdOn"], contact["id"])
+        index = bisect.bisect_left(self._order, key)
+        if index < len(self._order) and self._order[index] == key:
+            del self._order[index]
+
+    def _new_id(self) -> str:
+        return fake.seeded_uuid(self._rng)
+
+    def _blank_contact(self, contact_id: str, email: str, stamp: int) -> dict[str, Any]:
+        contact: dict[str, Any] = dict.fromkeys(CONTACT_KEYS)
+        contact.update(
+            id=contact_id,
+            email=email,
+            score=0,
+            state="PROSPECT",
+            optedOut=False,
+            optedOutPhone=False,
+            deleted=False,
+            invalid=False,
+            address=dict.fromkeys(ADDRESS_FIELDS),
+            mainContactOwner=self.owner,
+            modifiedOn=stamp,
+            createdOn=stamp,
+        )
+        for key in LIST_FIELDS:
+            contact[key] = EMPTY
+        return contact
+
+    # -- the API's upsert rules ---------------------------------------------------------------
+    def upsert(self, entry: dict[str, Any], owner: str | None = None) -> tuple[str, bool]:
+        """Apply one upsert entry (``{contact: {...}, tags, removeTags, properties, ...}``).
+
+        Matches on e-mail case-insensitively. Validates everything before changing anything, so
+        a ValueError (LimitError for a length) leaves the store untouched.
+        """
+        return self.apply_upsert(self.validate_entry(entry), owner)
+
+    def apply_upsert(self, plan: dict[str, Any], owner: str | None = None) -> tuple[str, bool]:
+        """Apply an entry already checked by :meth:`validate_entry`."""
+        contact_id = self.id_for_email(plan["email"])
+        return self._apply(plan, contact_id, owner, allow_create=True)
+
+    def insert(self, entry: dict[str, Any], owner: str | None = None) -> str:
+        plan = self.validate_entry(entry)
+        if self.id_for_email(plan["email"]):
+            raise ValueError(f"a contact with the email {plan['email']!r} already exists")
+        return self._apply(plan, None, owner, allow_create=True)[0]
+
+    def update(self, contact_id: str, entry: dict[str, Any], owner: str | None = None) -> str:
+        """Change an existing contact; ``contact.email``, when given, becomes its new e-mail."""
+        current = self.contacts.get(contact_id)
+        if current is None:
+            raise KeyError(contact_id)
+        body = dict(entry)
+        inner = dict(body.get("contact") or {})
+        if inner.get("email") and not body.get("newEmail"):
+            body["newEmail"] = inner["email"]
+        inner["email"] = current["email"]
+        body["contact"] = inner
+        plan = self.validate_entry(body)
+        return self._apply(plan, contact_id, owner, allow_create=False)[0]
+
+    def validate_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise ValueError("an upsert entry must be a JSON object")
+        inner = entry.get("contact")
+        if inner is None:
+            inner = {}
+        if not isinstance(inner, dict):
+            raise ValueError("field 'contact' must be a JSON object")
+        email = check_email(inner.get("email"))
+        fields: dict[str, Any] = {}
+        for name in CONTACT_TEXT_FIELDS:
+            value = inner.get(name)
+            if value is not None:
+                check_length(name, value)
+                fields[name] = value if isinstance(value, str) else str(value)
+        province = entry.get("province", inner.get("province"))
+        if province is not None:
+            check_length("province", province)
+            fields["province"] = str(province)
+        address_in = inner.get("address")
+        address_in = address_in if isinstance(address_in, dict) else {}
+        address: dict[str, Any] = {}
+        for name in ADDRESS_FIELDS:
+            value = address_in.get(name, inner.get(name))
+            if value is not None:
+                check_length(name, value)
+                address[name] = value if isinstance(value, str) else str(value)
+        new_email = entry.get("newEmail")
+        if new_email:
+            check_email(new_email, "newEmail")
+            other = self.id_for_email(new_email)
+            if other and other != self.id_for_email(email):
+                raise ValueError(f"field 'newEmail': {new_email!r} belongs to another contact")
+        tags = self._tag_list(entry, "tags")
+        remove_tags = self._tag_list(entry, "removeTags")
+        properties = entry.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise ValueError("field 'properties' must be a JSON object")
+        props: dict[str, str | None] = {}
+        for name, value in properties.items():
+            check_length("properties (name)", name)
+            text = None if value is None else (value if isinstance(value, str) else str(value))
+            check_length(f"properties.{name}", text)
+            props[name] = text
+        birthday = entry.get("birthday", inner.get("birthday"))
+        parsed = parse_birthday(birthday) if birthday not in (None, "") else None
+        return {
+            "email": email,
+            "newEmail": new_email or None,
+            "fields": fields,
+            "address": address,
+            "tags": tags,
+            "removeTags": remove_tags,
+            "properties": props,
+            "birthday": parsed,
+            "optOut": _flag(entry, "forceOptOut", "forceOptIn"),
+            "phoneOptOut": _flag(entry, "forcePhoneOptOut", "forcePhoneOptIn"),
+        }
+
+    @staticmethod
+    def _tag_list(entry: dict[str, Any], key: str) -> list[str]:
+        value = entry.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise ValueError(f"field '{key}' must be a list of strings")
+        for index, tag in enumerate(value):
+            check_length(f"{key}[{index}]", tag)
+        return [t for t in value if t.strip()]
+
+    def _apply(
+        self, plan: dict[str, Any], contact_id: str | None, owner: str | None, *, allow_create: bool
+    ) -> tuple[str, bool]:
+        stamp = now_ms()
+        created = contact_id is None
+        if created:
+            if not allow_create:
+                raise KeyError(plan["email"])
+            contact = self._blank_contact(self._new_id(), plan["newEmail"] or plan["email"], stamp)
+            if owner:
+                contact["mainContactOwner"] = owner
+            self._insert(contact)
+        else:
+            contact = self.contacts[contact_id]
+            if plan["newEmail"] and plan["newEmail"] != contact["email"]:
+                self._by_email.pop(contact["email"].lower(), None)
+                contact["email"] = plan["newEmail"]
+                self._by_email[contact["email"].lower()] = contact["id"]
+        contact.update(plan["fields"])
+        if plan["address"]:
+            contact["address"] = {**(contact["address"] or {}), **plan["address"]}
+        if plan["birthday"] is not None:
+            year, month, day = plan["birthday"]
+            contact.update(birthdayYear=year, birthdayMonth=month, birthdayDay=day)
+        if plan["optOut"] is not None:
+            contact["optedOut"] = plan["optOut"]
+        if plan["phoneOptOut"] is not None:
+            contact["optedOutPhone"] = plan["phoneOptOut"]
+        if plan["tags"] or plan["removeTags"]:
+            contact["contactTags"] = _merge_tags(
+                contact["contactTags"], plan["tags"], plan["removeTags"], stamp
+            )
+        if plan["properties"]:
+            merged = {p["name"]: p["value"] for p in contact["properties"]}
+            for name, value in plan["properties"].items():
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            contact["properties"] = [{"name": k, "value": v} for k, v in merged.items()] or EMPTY
+        contact["modifiedOn"] = stamp
+        return contact["id"], created
+
+    # -- external events and tasks ------------------------------------------------------------
+    def add_event(self, contact_id: str, event: dict[str, Any]) -> str:
+        contact = self.contacts[contact_id]
+        record = self._event_record(event, event.get("eventId") or self._new_id())
+        self._replace_list(contact, "contactExtEvents", [*contact["contactExtEvents"], record])
+        self._event_owner[record["eventId"]] = contact_id
+        return record["eventId"]
+
+    def update_event(self, event_id: str, event: dict[str, Any]) -> bool:
+        contact_id = self._event_owner.get(event_id)
+        if contact_id is None:
+            return False
+        contact = self.contacts[contact_id]
+        record = self._event_record(event, event_id)
+        events = [record if e["eventId"] == event_id else e for e in contact["contactExtEvents"]]
+        self._replace_list(contact, "contactExtEvents", events)
+        return True
+
+    def delete_event(self, event_id: str) -> bool:
+        contact_id = self._event_owner.pop(event_id, None)
+        if contact_id is None:
+            return False
+        contact = self.contacts[contact_id]
+        events = [e for e in contact["contactExtEvents"] if e["eventId"] != event_id]
+        self._replace_list(contact, "contactExtEvents", events)
+        return True
+
+    @staticmethod
+    def _event_record(event: dict[str, Any], event_id: str) -> dict[str, Any]:
+        return {
+            "eventId": event_id,
+            "date": event.get("date"),
+            "description": event.get("description"),
+            "products": event.get("products"),
+            "location": event.get("location"),
+            "value": event.get("value"),
+            "contactExtEventType": event.get("contactExtEventType"),
+            **{key: event.get(key) for key in DETAIL_KEYS},
+            "externalId": event.get("externalId"),
+        }
+
+    def task_contact(self, task_id: str) -> str | None:
+        return self._task_owner.get(task_id)
+
+    def put_task(self, contact_id: str, task: dict[str, Any]) -> str:
+        """Add a task to the contact, or replace the task with the same id (moving it if needed)."""
+        task_id = task.get("id") or self._new_id()
+        record = {key: task.get(key) for key in ("note", "date", "cc", "reminder")}
+        record = {"id": task_id, **record}
+        previous = self._task_owner.get(task_id)
+        if previous is not None and previous != contact_id:
+            self.delete_task(task_id)
+        contact = self.contacts[contact_id]
+        tasks = list(contact["contactTasks"])
+        for index, existing in enumerate(tasks):
+            if existing["id"] == task_id:
+                tasks[index] = record
+                break
+        else:
+            tasks.append(record)
+        self._replace_list(contact, "contactTasks", tasks)
+        self._task_owner[task_id] = contact_id
+        return task_id
+
+    def delete_task(self, task_id: str) -> bool:
+        contact_id = self._task_owner.pop(task_id, None)
+        if contact_id is None:
+            return False
+        contact = self.contacts[contact_id]
+        tasks = [t for t in contact["contactTasks"] if t["id"] != task_id]
+        self._replace_list(contact, "contactTasks", tasks)
+        return True
+
+    @staticmethod
+    def _replace_list(contact: dict[str, Any], key: str, items: list[dict[str, Any]]) -> None:
+        contact[key] = items or EMPTY
+        contact["modifiedOn"] = now_ms()
+
+
+EVENT_LIMITS = {"description": 2048, "products": 512, "location": 255, "externalId": 255}
+TASK_LIMITS = {"note": 2048, "cc": 255}
+REMINDERS_MS = {
+    "15_MIN": 15 * 60_000,
+    "30_MIN": 30 * 60_000,
+    "1_HOUR": 3_600_000,
+    "12_HOUR": 12 * 3_600_000,
+    "1_DAY": 86_400_000,
+    "1_WEEK": 7 * 86_400_000,
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_event(event: Any) -> dict[str, Any]:
+    """Validate a ``contactEvent`` object as the reference's field table says."""
+    if not isinstance(event, dict):
+        raise ValueError("field 'contactEvent' must be a JSON object")
+    for name, limit in EVENT_LIMITS.items():
+        check_length(name, event.get(name), limit)
+    for name in DETAIL_KEYS:
+        check_length(name, event.get(name))
+    kind = event.get("contactExtEventType")
+    if kind not in EXT_EVENT_TYPES:
+        allowed = ", ".join(sorted(EXT_EVENT_TYPES))
+        raise ValueError(f"field 'contactExtEventType' must be one of {allowed}, got {kind!r}")
+    if not _is_int(event.get("date")):
+        raise ValueError(f"field 'date' must be epoch milliseconds, got {event.get('date')!r}")
+    value = event.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"field 'value' must be a number, got {value!r}")
+    return event
+
+
+def check_task(task: Any) -> dict[str, Any]:
+    """Validate ``smContactTaskReq`` and turn its reminder code into epoch ms."""
+    if not isinstance(task, dict):
+        raise ValueError("field 'smContactTaskReq' must be a JSON object")
+    for name, limit in TASK_LIMITS.items():
+        check_length(name, task.get(name), limit)
+    check_length("id", task.get("id"))
+    when = task.get("date")
+    if not _is_int(when):
+        raise ValueError(f"field 'date' must be epoch milliseconds, got {when!r}")
+    reminder = task.get("reminder")
+    if isinstance(reminder, str):
+        offset = REMINDERS_MS.get(reminder.lstrip("_"))
+        if offset is None:
+            allowed = ", ".join(REMINDERS_MS)
+            raise ValueError(f"field 'reminder' must be one of {allowed}, got {reminder!r}")
+        reminder = when - offset
+    elif reminder is not None and not _is_int(reminder):
+        raise ValueError(f"field 'reminder' must be a reminder code, got {reminder!r}")
+    return {**task, "reminder": reminder}
+
+
+def _flag(entry: dict[str, Any], out_key: str, in_key: str) -> bool | None:
+    """The opt-out state forced by an entry: True, False, or None when not forced."""
+    if entry.get(out_key) is True:
+        return True
+    if entry.get(in_key) is True:
+        return False
+    return None
+
+
+def _merge_tags(
+    current: Any, add: list[str], remove: list[str], stamp: int
+) -> list[dict[str, Any]] | tuple[()]:
+    """Tags compare case-insensitively; removals apply after additions, as one request."""
+    removed = {t.lower() for t in remove}
+    tags = [t for t in current if t["tag"].lower() not in removed]
+    present = {t["tag"].lower() for t in tags}
+    for tag in add:
+        key = tag.lower()
+        if key not in present and key not in removed:
+            tags.append(tag_record(tag, 0, stamp))
+            present.add(key)
+    return tags or EMPTY
