@@ -476,3 +476,26 @@ def test_manifest_counts_match_catches_tampering(tmp_path: Path) -> None:
         "contacts: contacts/dt=2026-11-23/part-run3-00001.parquet is unreadable:"
     )
     assert problems[1:] == ["notes: notes/notes-run3.csv is missing"]
+
+
+def test_replace_partition_keeps_only_the_latest_runs_parts(tmp_path: Path) -> None:
+    day = date(2026, 11, 23)
+    for run_id, start in (("run-a", 0), ("run-b", 100)):
+        sink = ParquetDatasetSink(
+            tmp_path, "t", SIMPLE, partition_date=day, run_id=run_id, replace_partition=True
+        )
+        sink.write(simple_batch(start, 10))
+        sink.close()
+    other_day = ParquetDatasetSink(
+        tmp_path,
+        "t",
+        SIMPLE,
+        partition_date=date(2026, 11, 22),
+        run_id="run-c",
+        replace_partition=True,
+    )
+    other_day.write(simple_batch(500, 3))
+    other_day.close()
+    table = pd.read_parquet(tmp_path / "t")
+    assert sorted(table["id"]) == [*range(100, 110), 500, 501, 502]
+    assert all_files(tmp_path / "t" / "dt=2026-11-23") == ["part-run-b-00000.parquet"]

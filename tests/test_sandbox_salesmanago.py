@@ -236,6 +236,7 @@ async def test_batchupsert_matches_case_insensitively_and_merges() -> None:
                 "tags": ["VIP"],
             },
             {"contact": {"email": "bad-birthday@example.com"}, "birthday": "19801340"},
+            {"contact": {"name": "No Email"}, "tags": ["X"]},
         ]
         status, answer = await call(session, sm, "contact/batchupsert", {"upsertDetails": entries})
         assert status == 200 and answer["success"] is True and answer["message"] == []
@@ -260,6 +261,7 @@ async def test_batchupsert_matches_case_insensitively_and_merges() -> None:
                 "email": "bad-birthday@example.com",
                 "message": "field 'birthday' is not a valid date: '19801340'",
             },
+            {"index": 5, "email": None, "message": "field 'email' is missing"},
         ]
         merged = sm.store.contacts[existing_id]
         assert merged["email"] == "Merge.Me@Example.com"

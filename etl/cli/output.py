@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
@@ -142,15 +143,18 @@ async def show_progress(progress: RunProgress, fmt: LogFormat) -> AsyncIterator[
 
 
 def summary_table(summaries: list[RunSummary]) -> Table:
-    table = Table(title="Run summary", title_justify="left")
-    for column in ("pipeline", "status", "rows", "rows/s", "requests", "429s", "retries", "time"):
-        table.add_column(column, justify="left" if column in ("pipeline", "status") else "right")
+    """One row per run: rows per table, speed, API usage and time."""
+    tables = list(dict.fromkeys(name for s in summaries for name in s.rows))
+    table = Table(title="Run summary", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("pipeline", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in (*tables, "rows/s", "requests", "429s", "retries", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
     for s in summaries:
-        rows = ", ".join(f"{k} {v:,}" for k, v in s.rows.items())
         table.add_row(
             s.pipeline,
             s.status,
-            rows,
+            *(f"{s.rows[name]:,}" if name in s.rows else "-" for name in tables),
             f"{s.rows_per_second:,.0f}",
             f"{s.requests:,}",
             str(s.rate_limited),
@@ -165,7 +169,17 @@ def print_summaries(summaries: list[RunSummary], fmt: LogFormat) -> None:
         for summary in summaries:
             print(json.dumps({"summary": summary.as_dict()}, ensure_ascii=False))
         return
-    console = Console(width=140) if not interactive(sys.stdout) else Console()
-    console.print(summary_table(summaries))
+    console = Console(width=120) if not interactive(sys.stdout) else Console()
+    if console.width >= 100:
+        console.print(summary_table(summaries))
+    else:  # a narrow terminal: one block per run reads better than a squeezed table
+        for s in summaries:
+            rows = ", ".join(f"{name} {count:,}" for name, count in s.rows.items())
+            console.print(
+                f"[bold]{s.pipeline}[/] {s.status}: {rows}; {s.rows_per_second:,.0f} rows/s; "
+                f"requests {s.requests:,}, 429s {s.rate_limited}, retries {s.retries}; "
+                f"{s.duration_s:.1f}s",
+                highlight=False,
+            )
     for s in summaries:
-        console.print(f"  {s.pipeline}: outputs in {s.out}  (manifest {s.manifest})")
+        console.print(f"{s.pipeline}: {s.out}", highlight=False, soft_wrap=True)

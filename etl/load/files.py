@@ -33,10 +33,18 @@ def make_sink(
     *,
     partition_date: date,
     run_id: str,
+    replace_partition: bool = False,
 ) -> TableSink:
     """A sink writing ``table`` under ``root`` in ``fmt``."""
     if fmt == "parquet":
-        return ParquetDatasetSink(root, table, schema, partition_date=partition_date, run_id=run_id)
+        return ParquetDatasetSink(
+            root,
+            table,
+            schema,
+            partition_date=partition_date,
+            run_id=run_id,
+            replace_partition=replace_partition,
+        )
     if fmt == "csv":
         return CsvSink(root, table, schema, run_id=run_id, partition_date=partition_date)
     raise ValueError(f"unknown output format {fmt!r}; expected 'parquet' or 'csv'")

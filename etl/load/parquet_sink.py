@@ -24,7 +24,9 @@ class ParquetDatasetSink(SinkContextMixin):
     bounded by about one row group. A new part file starts after ``max_rows_per_file`` rows.
     Parts are written as hidden ``.part-....parquet.tmp`` files and all renamed into place by
     ``close()``, so readers never see a partial table. The partition value lives only in the
-    directory name. ``rows_written`` counts rows accepted by ``write()``.
+    directory name. ``rows_written`` counts rows accepted by ``write()``. With
+    ``replace_partition`` (full snapshots), publishing also removes the parts earlier runs left in
+    the same partition, so a re-run on the same day replaces that day instead of doubling it.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class ParquetDatasetSink(SinkContextMixin):
         row_group_rows: int = 65_536,
         max_rows_per_file: int = 1_000_000,
         compression: str = "zstd",
+        replace_partition: bool = False,
     ) -> None:
         if row_group_rows < 1 or max_rows_per_file < 1:
             raise ValueError("row_group_rows and max_rows_per_file must be positive")
@@ -52,6 +55,7 @@ class ParquetDatasetSink(SinkContextMixin):
         self.row_group_rows = row_group_rows
         self.max_rows_per_file = max_rows_per_file
         self.compression = compression
+        self.replace_partition = replace_partition
         self.partition = f"{PARTITION_COLUMN}={partition_date:%Y-%m-%d}"
         self.directory = self.root / table / self.partition
         self.rows_written = 0
@@ -102,6 +106,8 @@ class ParquetDatasetSink(SinkContextMixin):
                         bytes=final.stat().st_size,
                     )
                 )
+            if self.replace_partition:
+                self._remove_other_parts(set(published))
             fsync_dir(self.directory)
         except BaseException:
             for final in published:  # all parts or none
@@ -110,6 +116,12 @@ class ParquetDatasetSink(SinkContextMixin):
             raise
         self._done = written
         return list(written)
+
+    def _remove_other_parts(self, keep: set[Path]) -> None:
+        """A full snapshot replaces the day's partition: earlier runs' parts of it go."""
+        for part in self.directory.glob("part-*.parquet"):
+            if part not in keep:
+                remove_quietly(part)
 
     def abort(self) -> None:
         """Drop everything not yet published by ``close()``; idempotent."""

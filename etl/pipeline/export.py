@@ -85,6 +85,7 @@ async def run_export(job: ExportJob, progress: RunProgress | None = None) -> Run
             SCHEMAS[table],
             partition_date=job.partition_date,
             run_id=job.run_id,
+            replace_partition=True,  # a full export is the day's snapshot
         )
         for table in job.tables
     }

@@ -105,6 +105,22 @@ def tag_record(tag: str, score: int, created_on: int) -> dict[str, Any]:
     }
 
 
+def _creation_times(rng: random.Random, n: int) -> list[int]:
+    """``n`` strictly increasing epoch-ms stamps spread over the three seeded years."""
+    r = rng.random
+    stamps = sorted([ANCHOR_START + int(r() * fake.THREE_YEARS_MS) for _ in range(n)])
+    for index in range(1, n):
+        if stamps[index] <= stamps[index - 1]:
+            stamps[index] = stamps[index - 1] + 1
+    return stamps
+
+
+def _targets(rng: random.Random, n: int, count: int) -> list[int]:
+    """``count`` random contact indexes, sorted so seeding walks memory in order."""
+    r = rng.random
+    return sorted([int(r() * n) for _ in range(count)])
+
+
 class _Pools:
     """Value pools drawn once per seed, so seeding a contact indexes lists instead of formatting."""
 
@@ -159,15 +175,11 @@ class SalesManagoStore:
         try:
             rng = random.Random(f"salesmanago-{self.config.seed}")
             pools = _Pools(rng)
-            contacts: list[dict[str, Any]] = []
-            for i in range(self.config.contacts):
-                contact = self._seed_contact(rng, pools, i)
-                contacts.append(contact)
-                self.contacts[contact["id"]] = contact
-                self._by_email[contact["email"].lower()] = contact["id"]
+            contacts = self._seed_contacts(rng, pools, self.config.contacts)
             if len(self._by_email) != len(contacts):  # the e-mail forms make this impossible
                 raise AssertionError("seeded e-mail addresses are not unique")
-            self._order = sorted([(c["createdOn"], c["id"]) for c in contacts])
+            # Creation times strictly increase with the index, so this is already sorted.
+            self._order = [(c["createdOn"], c["id"]) for c in contacts]
             if contacts:
                 self._seed_activities(rng, contacts)
                 self._seed_events(rng, contacts)
@@ -175,82 +187,100 @@ class SalesManagoStore:
             if was_enabled:
                 gc.enable()
 
-    def _seed_contact(self, rng: random.Random, pools: _Pools, i: int) -> dict[str, Any]:
+    def _seed_contacts(self, rng: random.Random, pools: _Pools, n: int) -> list[dict[str, Any]]:
+        """``n`` contacts in creation order; one loop with every pool bound to a local (hot)."""
         r = rng.random
-        first_index = int(r() * pools.n_first)
-        person = first_index * pools.n_last + int(r() * pools.n_last)
-        local = pools.email_prefixes[person * 4 + int(r() * 4)]
-        email = f"{local}{i + 1}{pools.domains[int(r() * pools.n_domains)]}"
-        created = ANCHOR_START + int(r() * fake.THREE_YEARS_MS)
-        modified = created + int(r() * (fake.ANCHOR_MS - created)) if r() < 0.6 else created
-        place = pools.places[int(r() * pools.n_places)]
-        roll = r()
-        year = month = day = None
-        if roll < 0.45:
-            year = 1950 + int(r() * 55) if roll < 0.3 else None
-            month, day = 1 + int(r() * 12), 1 + int(r() * 28)
-        address = {
-            "streetAddress": pools.streets[int(r() * pools.n_streets)] if r() < 0.8 else None,
-            "zipCode": place.zip_code if r() < 0.85 else None,
-            "city": place.city if r() < 0.9 else None,
-            "country": place.country if r() < 0.95 else None,
-        }
-        roll = r()
-        company = pools.companies[int(r() * pools.n_companies)] if roll < 0.7 else None
-        if roll >= 0.9:
-            company = ""
-        roll = r()
-        phone = pools.phones[int(r() * pools.n_phones)] if roll < 0.8 else None
-        if roll >= 0.95:
-            phone = ""
-        roll = r()
-        contact: dict[str, Any] = {
-            "id": fake.seeded_uuid(rng),
-            "name": pools.full_names[person] if roll < 0.97 else pools.first_names[first_index],
-            "email": email,
-            "phone": phone,
-            "fax": pools.phones[int(r() * pools.n_phones)] if r() < 0.1 else None,
-            "score": int(r() * 2000),
-            "state": STATES[int(r() * 5)],
-            "optedOut": r() < 0.1,
-            "optedOutPhone": r() < 0.05,
-            "deleted": False,
-            "invalid": roll < 0.01,
-            "company": company,
-            "externalId": f"EXT-{i + 1:07d}" if r() < 0.3 else None,
-            "address": address,
-            "birthdayYear": year,
-            "birthdayMonth": month,
-            "birthdayDay": day,
-            "province": place.province if roll < 0.7 else None,
-            "mainContactOwner": self.owner,
-            "modifiedOn": modified,
-            "createdOn": created,
-            "contactTags": EMPTY,
-            "properties": EMPTY,
-            "contactExtEvents": EMPTY,
-            "contactTasks": EMPTY,
-            "contactNotes": EMPTY,
-            "contactVisits": EMPTY,
-        }
-        roll = r()
-        if roll < 0.6:
-            tags = fake.sample(rng, fake.TAGS, 1 + int(roll * 5))
-            stamp = created + int(r() * (fake.ANCHOR_MS - created))
-            contact["contactTags"] = [tag_record(t, 1 + int(r() * 20), stamp) for t in tags]
-        roll = r()
-        if roll < 0.45:
-            tier = fake.LOYALTY_TIERS[int(r() * 4)]
-            props = [{"name": "custom.loyalty_tier", "value": tier}]
-            if roll < 0.22:
-                source = pools.lead_sources[int(r() * pools.n_lead_sources)]
-                props.append({"name": "custom.lead_source", "value": source})
-            if 0.15 < roll < 0.3:
-                props.append({"name": "custom.newsletter", "value": "true" if r() < 0.7 else ""})
-            contact["properties"] = props
-        if i < 4:
-            self._seed_odd_values(contact, i)
-        return contact
+        uuid = fake.seeded_uuid
+        sample = fake.sample
+        anchor = fake.ANCHOR_MS
+        owner = self.owner
+        n_first, n_last = pools.n_first, pools.n_last
+        first_names, full_names = pools.first_names, pools.full_names
+        prefixes, domains, n_domains = pools.email_prefixes, pools.domains, pools.n_domains
+        places, n_places = pools.places, pools.n_places
+        streets, n_streets = pools.streets, pools.n_streets
+        phones, n_phones = pools.phones, pools.n_phones
+        companies, n_companies = pools.companies, pools.n_companies
+        sources, n_sources = pools.lead_sources, pools.n_lead_sources
+        tags_pool, tiers = fake.TAGS, fake.LOYALTY_TIERS
+        by_id, by_email = self.contacts, self._by_email
+        contacts: list[dict[str, Any]] = []
+        for i, created in enumerate(_creation_times(rng, n)):
+            first_index = int(r() * n_first)
+            person = first_index * n_last + int(r() * n_last)
+            email = f"{prefixes[person * 4 + int(r() * 4)]}{i + 1}{domains[int(r() * n_domains)]}"
+            place = places[int(r() * n_places)]
+            roll = r()
+            year = month = day = None
+            if roll < 0.45:
+                year = 1950 + int(r() * 55) if roll < 0.3 else None
+                month, day = 1 + int(r() * 12), 1 + int(r() * 28)
+            roll = r()
+            company = companies[int(r() * n_companies)] if roll < 0.7 else None
+            if roll >= 0.9:
+                company = ""
+            roll = r()
+            phone = phones[int(r() * n_phones)] if roll < 0.8 else None
+            if roll >= 0.95:
+                phone = ""
+            roll = r()
+            contact: dict[str, Any] = {
+                "id": uuid(rng),
+                "name": full_names[person] if roll < 0.97 else first_names[first_index],
+                "email": email,
+                "phone": phone,
+                "fax": phones[int(r() * n_phones)] if r() < 0.1 else None,
+                "score": int(r() * 2000),
+                "state": STATES[int(r() * 5)],
+                "optedOut": r() < 0.1,
+                "optedOutPhone": r() < 0.05,
+                "deleted": False,
+                "invalid": roll < 0.01,
+                "company": company,
+                "externalId": f"EXT-{i + 1:07d}" if r() < 0.3 else None,
+                "address": {
+                    "streetAddress": streets[int(r() * n_streets)] if r() < 0.8 else None,
+                    "zipCode": place.zip_code if r() < 0.85 else None,
+                    "city": place.city if r() < 0.9 else None,
+                    "country": place.country if r() < 0.95 else None,
+                },
+                "birthdayYear": year,
+                "birthdayMonth": month,
+                "birthdayDay": day,
+                "province": place.province if roll < 0.7 else None,
+                "mainContactOwner": owner,
+                "modifiedOn": created + int(r() * (anchor - created)) if r() < 0.6 else created,
+                "createdOn": created,
+                "contactTags": EMPTY,
+                "properties": EMPTY,
+                "contactExtEvents": EMPTY,
+                "contactTasks": EMPTY,
+                "contactNotes": EMPTY,
+                "contactVisits": EMPTY,
+            }
+            roll = r()
+            if roll < 0.6:
+                stamp = created + int(r() * (anchor - created))
+                contact["contactTags"] = [
+                    tag_record(t, 1 + int(r() * 20), stamp)
+                    for t in sample(rng, tags_pool, 1 + int(roll * 5))
+                ]
+            roll = r()
+            if roll < 0.45:
+                props = [{"name": "custom.loyalty_tier", "value": tiers[int(r() * 4)]}]
+                if roll < 0.22:
+                    source = sources[int(r() * n_sources)]
+                    props.append({"name": "custom.lead_source", "value": source})
+                if 0.15 < roll < 0.3:
+                    newsletter = "true" if r() < 0.7 else ""
+                    props.append({"name": "custom.newsletter", "value": newsletter})
+                contact["properties"] = props
+            if i < 4:
+                self._seed_odd_values(contact, i)
+            contacts.append(contact)
+            by_id[contact["id"]] = contact
+            by_email[contact["email"].lower()] = contact["id"]
+        return contacts
 
     @staticmethod
     def _seed_odd_values(contact: dict[str, Any], i: int) -> None:
@@ -273,11 +303,10 @@ class SalesManagoStore:
         anchor = fake.ANCHOR_MS
         task_notes, notes, hosts = fake.TASK_NOTES, fake.NOTES, fake.HOSTS
         sources, keywords, paths = fake.VISIT_SOURCES, fake.SEARCH_KEYWORDS, fake.URL_PATHS
-        append = self._append
         task_owner = self._task_owner
         odd_note_done = False
-        for _ in range(self.config.activities):
-            contact = contacts[int(r() * n)]
+        for target in _targets(rng, n, self.config.activities):
+            contact = contacts[target]
             created = contact["createdOn"]
             when = created + int(r() * (anchor - created))
             kind = r()
@@ -290,13 +319,22 @@ class SalesManagoStore:
                     "cc": contact["email"] if kind < 0.06 else "",
                     "reminder": when - 30 * 60_000 if r() < 0.7 else None,
                 }
-                append(contact, "contactTasks", task)
+                items = contact["contactTasks"]
+                if items is EMPTY:
+                    contact["contactTasks"] = [task]
+                else:
+                    items.append(task)
                 task_owner[task["id"]] = contact["id"]
             elif kind < 0.65:
                 text = notes[int(r() * len(notes))]
                 if not odd_note_done:
                     text, odd_note_done = fake.ODD_NOTE, True
-                append(contact, "contactNotes", {"note": text, "date": when, "priv": kind < 0.37})
+                note = {"note": text, "date": when, "priv": kind < 0.37}
+                items = contact["contactNotes"]
+                if items is EMPTY:
+                    contact["contactNotes"] = [note]
+                else:
+                    items.append(note)
             else:
                 keyword = keywords[int(r() * len(keywords))]
                 visit = {
@@ -311,7 +349,11 @@ class SalesManagoStore:
                     "url": paths[int(r() * len(paths))],
                     "location": None,
                 }
-                append(contact, "contactVisits", visit)
+                items = contact["contactVisits"]
+                if items is EMPTY:
+                    contact["contactVisits"] = [visit]
+                else:
+                    items.append(visit)
 
     def _seed_events(self, rng: random.Random, contacts: list[dict[str, Any]]) -> None:
         r = rng.random
@@ -320,14 +362,16 @@ class SalesManagoStore:
         anchor = fake.ANCHOR_MS
         products, descriptions, places = fake.PRODUCTS, fake.EVENT_DESCRIPTIONS, fake.PLACES
         currencies = ("EUR", "PLN", "USD", "GBP")
-        append = self._append
         event_owner = self._event_owner
         sales = self.config.sales
-        for k in range(sales + sales // 4):
-            contact = contacts[int(r() * n)]
+        # Purchases are the sales table (exactly ``sales`` of them); carts and visits are extra.
+        purchases = [(target, True) for target in _targets(rng, n, sales)]
+        others = [(target, False) for target in _targets(rng, n, sales // 4)]
+        for k, (target, purchase) in enumerate(purchases + others):
+            contact = contacts[target]
             created = contact["createdOn"]
             roll = r()
-            kind = "PURCHASE" if k < sales else ("CART" if roll < 0.6 else "VISIT")
+            kind = "PURCHASE" if purchase else ("CART" if roll < 0.6 else "VISIT")
             event = _EVENT_TEMPLATE.copy()
             event["eventId"] = uuid(rng)
             event["date"] = created + int(r() * (anchor - created))
@@ -342,16 +386,12 @@ class SalesManagoStore:
                 event["detail1"] = "card" if roll < 0.6 else "transfer"
                 event["detail2"] = currencies[int(r() * 4)]
                 event["externalId"] = f"ORD-{k + 1:08d}"
-            append(contact, "contactExtEvents", event)
+            items = contact["contactExtEvents"]
+            if items is EMPTY:
+                contact["contactExtEvents"] = [event]
+            else:
+                items.append(event)
             event_owner[event["eventId"]] = contact["id"]
-
-    @staticmethod
-    def _append(contact: dict[str, Any], key: str, item: dict[str, Any]) -> None:
-        current = contact[key]
-        if current is EMPTY:
-            contact[key] = [item]
-        else:
-            current.append(item)
 
     # -- lookups ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -385,8 +425,9 @@ class SalesManagoStore:
             yield self.contacts[contact_id]
 
     def modified_between(self, start: int, end: int) -> Iterator[dict[str, Any]]:
-        for contact_id in self.ordered_ids():
-            contact = self.contacts[contact_id]
+        contacts = self.contacts
+        for _, contact_id in self._order:
+            contact = contacts[contact_id]
             if start <= contact["modifiedOn"] < end:
                 yield contact
 

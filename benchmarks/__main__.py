@@ -1,0 +1,50 @@
+"""``python -m benchmarks``: every benchmark at its default size, then one summary table.
+
+Each benchmark also writes its full figures to ``benchmarks/results/<name>.json``; run one alone
+(``python -m benchmarks.export_throughput --help``) for its detailed table and options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchmarks import export_throughput, quota_utilisation
+from benchmarks.common import note, print_table, write_results
+
+Benchmark = tuple[
+    str,
+    Callable[[], dict[str, Any]],
+    Callable[[dict[str, Any]], list[tuple[str, str, str]]],
+]
+
+BENCHMARKS: list[Benchmark] = [
+    (export_throughput.NAME, export_throughput.run, export_throughput.summary_rows),
+    (quota_utilisation.NAME, quota_utilisation.run, quota_utilisation.summary_rows),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run every benchmark at its default size."
+    )
+    parser.add_argument(
+        "--only", choices=[name for name, _, _ in BENCHMARKS], action="append", default=None
+    )
+    args = parser.parse_args(argv)
+    rows: list[tuple[str, str, str, str]] = []
+    for name, run, summarise in BENCHMARKS:
+        if args.only and name not in args.only:
+            continue
+        started = time.monotonic()
+        result = run()
+        path = write_results(name, result)
+        note(f"{name}: {time.monotonic() - started:.1f} s, results in {path}")
+        rows.extend((name, case, figure, value) for case, figure, value in summarise(result))
+    print_table("Benchmark summary", ("benchmark", "case", "figures", "values"), rows)
+
+
+if __name__ == "__main__":
+    main()

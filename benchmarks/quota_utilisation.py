@@ -1,0 +1,284 @@
+"""Quota utilisation: how much of a 20 req/s account quota an export turns into requests.
+
+The sandbox answers over the quota (``--rate 20 --burst 20``) with 429 and adds 30 ms of latency
+to every answer. The client is paced at the quota (20 req/s, burst 1). Figures:
+
+* SALESmanago, contacts at 1000 per page: achieved requests/s ÷ quota and the 429 count.
+* SalesNexus, whose quota counts HTTP requests, not calls: the same export with call packing
+  (25 calls per request) and with one call per request; requests used and the speed-up. Run for
+  contacts alone (the SALESmanago workload) and for all three tables, whose many more listing
+  calls are what packing is for.
+
+``requests past the end`` counts listing calls for pages beyond the data: the prefetch window
+asks for pages before it knows where the data ends, and under a quota those requests cost slots.
+
+    python -m benchmarks.quota_utilisation [--contacts 100000] [--salesnexus-tables contacts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.common import (
+    CRM_TITLES,
+    ExportMeasurement,
+    ExportSpec,
+    SandboxProcess,
+    SandboxSettings,
+    measure_export,
+    note,
+    print_table,
+    write_results,
+)
+
+NAME = "quota_utilisation"
+DEFAULT_CONTACTS = 20_000
+QUOTA_RATE = 20.0
+QUOTA_BURST = 20
+LATENCY = 0.03
+PAGE_SIZE = 1000
+ALL_TABLES = ("contacts", "activities", "sales")
+TABLE_SETS = {"contacts": [("contacts",)], "all": [ALL_TABLES], "both": [("contacts",), ALL_TABLES]}
+LISTING_CALLS = {
+    "salesmanago": ("contact/paginatedContactList",),
+    "salesnexus": ("get-contacts", "get-activities", "get-sales"),
+}
+
+COLUMNS = (
+    "CRM",
+    "tables",
+    "client",
+    "rows",
+    "duration s",
+    "HTTP req",
+    "calls",
+    "calls/req",
+    "req past the end",
+    "429s",
+    "req/s",
+    "req/s ÷ quota",
+    "rows/s",
+)
+
+
+def achieved_rate(m: ExportMeasurement) -> float:
+    """Requests/s as the sandbox saw them, first request to last (its ``achieved_rate``)."""
+    return float(m.sandbox_stats.get("achieved_rate", 0.0))
+
+
+def past_the_end(m: ExportMeasurement) -> int:
+    """Listing calls beyond the pages that held data."""
+    calls = m.sandbox_stats.get("calls", {})
+    listing = sum(int(calls.get(name, 0)) for name in LISTING_CALLS[m.spec.crm])
+    with_data = sum(math.ceil(rows / m.spec.page_size) for rows in m.rows.values())
+    return listing - with_data
+
+
+def calls_total(m: ExportMeasurement) -> int:
+    return sum(int(v) for v in m.sandbox_stats.get("calls", {}).values())
+
+
+def client_label(m: ExportMeasurement) -> str:
+    label = f"paced {m.spec.rate:g}/s"
+    if m.spec.crm == "salesnexus":
+        label += f", {m.spec.calls_per_request} call(s)/req"
+    return label
+
+
+def tables_label(tables: Sequence[str]) -> str:
+    return "all 3" if set(tables) == set(ALL_TABLES) else "+".join(tables)
+
+
+def table_row(m: ExportMeasurement) -> list[Any]:
+    requests = m.sandbox_requests
+    rate = achieved_rate(m)
+    return [
+        CRM_TITLES[m.spec.crm],
+        tables_label(m.spec.tables),
+        client_label(m),
+        m.total_rows,
+        m.duration_s,
+        requests,
+        calls_total(m),
+        calls_total(m) / requests if requests else 0.0,
+        past_the_end(m),
+        m.sandbox_rate_limited,
+        rate,
+        f"{100 * rate / QUOTA_RATE:.0f}%",
+        m.rows_per_s,
+    ]
+
+
+def run(
+    *,
+    contacts: int = DEFAULT_CONTACTS,
+    activities: int | None = None,
+    sales: int | None = None,
+    salesnexus_tables: Sequence[Sequence[str]] = (("contacts",), ALL_TABLES),
+    max_in_flight: int = 8,
+) -> dict[str, Any]:
+    """Run the benchmark; returns what ``results/quota_utilisation.json`` holds."""
+    settings = SandboxSettings(
+        contacts=contacts,
+        activities=2 * contacts if activities is None else activities,
+        sales=contacts // 2 if sales is None else sales,
+        rate=QUOTA_RATE,
+        burst=QUOTA_BURST,
+        latency=LATENCY,
+    )
+    specs = [ExportSpec(crm="salesmanago", tables=("contacts",))]
+    for tables in salesnexus_tables:
+        specs.append(ExportSpec(crm="salesnexus", tables=tuple(tables), calls_per_request=25))
+        specs.append(ExportSpec(crm="salesnexus", tables=tuple(tables), calls_per_request=1))
+    note(f"{NAME}: seeding the sandbox ({settings.contacts:,} contacts per CRM)")
+    measurements: list[ExportMeasurement] = []
+    with SandboxProcess(settings) as sandbox:
+        for base in specs:
+            spec = ExportSpec(
+                crm=base.crm,
+                tables=base.tables,
+                page_size=PAGE_SIZE,
+                rate=QUOTA_RATE,
+                burst=1,
+                max_in_flight=max_in_flight,
+                calls_per_request=base.calls_per_request,
+            )
+            m = measure_export(sandbox, spec)
+            label = f"{m.spec.crm} {tables_label(m.spec.tables)}, {client_label(m)}"
+            note(f"{NAME}: {label}: {m.duration_s:.1f} s")
+            measurements.append(m)
+    sm = measurements[0]
+    pairs = zip(measurements[1::2], measurements[2::2], strict=True)
+    packing = [
+        {
+            "tables": list(packed.spec.tables),
+            "requests_packed": packed.sandbox_requests,
+            "requests_one_call_each": single.sandbox_requests,
+            "requests_saved_factor": round(single.sandbox_requests / packed.sandbox_requests, 2),
+            "duration_packed_s": round(packed.duration_s, 3),
+            "duration_one_call_each_s": round(single.duration_s, 3),
+            "speed_up": round(single.duration_s / packed.duration_s, 2),
+        }
+        for packed, single in pairs
+    ]
+    return {
+        "settings": {
+            "contacts": settings.contacts,
+            "activities": settings.activities,
+            "sales": settings.sales,
+            "quota_rate": QUOTA_RATE,
+            "quota_burst": QUOTA_BURST,
+            "latency": LATENCY,
+            "page_size": PAGE_SIZE,
+            "client_rate": QUOTA_RATE,
+            "client_burst": 1,
+            "client_max_in_flight": max_in_flight,
+            "salesnexus_tables": [list(tables) for tables in salesnexus_tables],
+        },
+        "runs": [
+            {
+                **m.as_dict(),
+                "achieved_rate": achieved_rate(m),
+                "utilisation": achieved_rate(m) / QUOTA_RATE,
+                "requests_past_the_end": past_the_end(m),
+            }
+            for m in measurements
+        ],
+        "salesmanago": {
+            "utilisation": round(achieved_rate(sm) / QUOTA_RATE, 3),
+            "rate_limited": sm.sandbox_rate_limited,
+        },
+        "salesnexus_packing": packing,
+        "table": {"columns": list(COLUMNS), "rows": [table_row(m) for m in measurements]},
+    }
+
+
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(case, figure, value) lines for the combined summary of ``python -m benchmarks``."""
+    lines = []
+    for run_ in result["runs"]:
+        spec = run_["spec"]
+        case = f"{CRM_TITLES[spec['crm']]} {tables_label(spec['tables'])} at 20 req/s"
+        if spec["crm"] == "salesnexus":
+            case += f", {spec['calls_per_request']} call(s)/req"
+        stats = run_["sandbox_stats"]
+        lines.append(
+            (
+                case,
+                "req/s ÷ quota; 429s; HTTP requests; duration",
+                f"{100 * run_['utilisation']:.0f}%; {stats['rate_limited']}; "
+                f"{stats['requests']}; {run_['duration_s']:.2f} s",
+            )
+        )
+    for packing in result["salesnexus_packing"]:
+        lines.append(
+            (
+                f"SalesNexus call packing, {tables_label(packing['tables'])}",
+                "HTTP requests 1 call/req ÷ 25 calls/req; speed-up",
+                f"{packing['requests_saved_factor']:.1f}x fewer; {packing['speed_up']:.2f}x faster",
+            )
+        )
+    return lines
+
+
+def report(result: dict[str, Any]) -> None:
+    settings = result["settings"]
+    title = (
+        f"Quota utilisation: quota {settings['quota_rate']:g} req/s (burst "
+        f"{settings['quota_burst']}), latency {settings['latency'] * 1000:.0f} ms, "
+        f"{settings['contacts']:,} contacts, {settings['activities']:,} activities, "
+        f"{settings['sales']:,} sales, page size {settings['page_size']}"
+    )
+    print_table(title, result["table"]["columns"], result["table"]["rows"])
+    rows: list[tuple[Any, ...]] = []
+    for packing in result["salesnexus_packing"]:
+        tables = tables_label(packing["tables"])
+        rows.append((tables, 25, packing["requests_packed"], packing["duration_packed_s"]))
+        rows.append(
+            (tables, 1, packing["requests_one_call_each"], packing["duration_one_call_each_s"])
+        )
+        rows.append(
+            (
+                tables,
+                "packing gain",
+                f"{packing['requests_saved_factor']:.1f}x fewer",
+                f"{packing['speed_up']:.2f}x faster",
+            )
+        )
+    print_table(
+        "SalesNexus call packing (its quota counts HTTP requests)",
+        ("tables", "calls per request", "HTTP requests", "duration s"),
+        rows,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quota_utilisation")
+    parser.add_argument("--contacts", type=int, default=DEFAULT_CONTACTS, help="e.g. 100000")
+    parser.add_argument("--activities", type=int, default=None, help="default: 2 x contacts")
+    parser.add_argument("--sales", type=int, default=None, help="default: contacts / 2")
+    parser.add_argument(
+        "--salesnexus-tables",
+        choices=sorted(TABLE_SETS),
+        default="both",
+        help="SalesNexus exports: contacts alone, all three tables, or both (default)",
+    )
+    parser.add_argument("--max-in-flight", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = run(
+        contacts=args.contacts,
+        activities=args.activities,
+        sales=args.sales,
+        salesnexus_tables=TABLE_SETS[args.salesnexus_tables],
+        max_in_flight=args.max_in_flight,
+    )
+    path = write_results(NAME, result)
+    report(result)
+    note(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
