@@ -12,13 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks import export_throughput, quota_utilisation
-from benchmarks.common import note, print_table, write_results
+from benchmarks.common import SummaryRow, note, print_table, write_results
 
-Benchmark = tuple[
-    str,
-    Callable[[], dict[str, Any]],
-    Callable[[dict[str, Any]], list[tuple[str, str, str]]],
-]
+Benchmark = tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], list[SummaryRow]]]
 
 BENCHMARKS: list[Benchmark] = [
     (export_throughput.NAME, export_throughput.run, export_throughput.summary_rows),
@@ -34,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--only", choices=[name for name, _, _ in BENCHMARKS], action="append", default=None
     )
     args = parser.parse_args(argv)
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[Any, ...]] = []
     for name, run, summarise in BENCHMARKS:
         if args.only and name not in args.only:
             continue
@@ -42,8 +38,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = run()
         path = write_results(name, result)
         note(f"{name}: {time.monotonic() - started:.1f} s, results in {path}")
-        rows.extend((name, case, figure, value) for case, figure, value in summarise(result))
-    print_table("Benchmark summary", ("benchmark", "case", "figures", "values"), rows)
+        rows.extend(
+            (name, r.case, r.rows, r.duration_s, r.rows_per_s, r.requests, r.figures)
+            for r in summarise(result)
+        )
+    print_table(
+        "Benchmark summary (details: benchmarks/results/<benchmark>.json)",
+        ("benchmark", "case", "rows", "duration s", "rows/s", "HTTP req", "figures"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

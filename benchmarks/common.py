@@ -322,6 +322,23 @@ def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasureme
 
 
 # -- output ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of the combined summary of ``python -m benchmarks``."""
+
+    case: str
+    rows: int | None
+    duration_s: float | None
+    requests: int | None
+    figures: str
+
+    @property
+    def rows_per_s(self) -> float | None:
+        if self.rows is None or not self.duration_s:
+            return None
+        return self.rows / self.duration_s
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` atomically (a ``.tmp`` file renamed into place)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -349,13 +366,18 @@ def machine_info() -> dict[str, Any]:
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 else "right")
+        numeric = any(
+            isinstance(row[index], int | float) and not isinstance(row[index], bool) for row in rows
+        )
+        table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(fmt(value) for value in row))
     console.print(table)
 
 
 def fmt(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         if value >= 1000:
             return f"{value:,.0f}"

@@ -23,6 +23,7 @@ from benchmarks.common import (
     ExportSpec,
     SandboxProcess,
     SandboxSettings,
+    SummaryRow,
     measure_export,
     note,
     print_table,
@@ -124,19 +125,23 @@ def run(
     }
 
 
-def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(case, figure, value) lines for the combined summary of ``python -m benchmarks``."""
+def summary_rows(result: dict[str, Any]) -> list[SummaryRow]:
+    """Lines for the combined summary of ``python -m benchmarks``."""
     lines = []
     for run_ in result["runs"]:
         tables = "all 3 tables" if len(run_["spec"]["tables"]) == 3 else "contacts alone"
-        case = f"{CRM_TITLES[run_['spec']['crm']]}, {tables}"
         busy = 100 * run_["sandbox_cpu_s"] / run_["duration_s"]
+        figures = (
+            f"client CPU {run_['client_cpu_per_100k_rows']:.2f} s/100k rows, "
+            f"peak RSS {run_['client_peak_rss_mb']:.0f} MB, sandbox busy {busy:.0f}%"
+        )
         lines.append(
-            (
-                case,
-                "rows/s; client CPU s/100k rows; peak RSS; sandbox busy",
-                f"{run_['rows_per_s']:,.0f} rows/s; {run_['client_cpu_per_100k_rows']:.2f} s; "
-                f"{run_['client_peak_rss_mb']:.0f} MB; {busy:.0f}%",
+            SummaryRow(
+                case=f"{CRM_TITLES[run_['spec']['crm']]}, {tables}, unpaced",
+                rows=run_["total_rows"],
+                duration_s=run_["duration_s"],
+                requests=run_["sandbox_stats"]["requests"],
+                figures=figures,
             )
         )
     return lines

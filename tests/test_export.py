@@ -7,6 +7,7 @@ calling the transforms), then compared field by field with what the files hold, 
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -565,3 +566,18 @@ async def test_wrong_salesnexus_password_fails_and_leaves_no_file(tmp_path: Path
         with pytest.raises(AuthenticationError):
             await run_export(job(out, "salesnexus", connection, fmt="csv"))
     assert not out.exists() or [p for p in out.rglob("*") if p.is_file()] == []
+
+
+async def test_an_internal_error_on_the_login_call_is_retried(tmp_path: Path) -> None:
+    """Regression: ``internal-error`` on ``get-login-token`` was taken for refused credentials."""
+    # Only call errors are injected, so the login (the first call) takes the first draw of the
+    # seeded fault stream: pick a seed whose first draw fails it.
+    seed = next(s for s in range(100) if random.Random(s).random() < 0.3)
+    config = replace(SEEDED, contacts=30, faults=FaultConfig(call_error=0.3, seed=seed))
+    async with SalesNexusEmulator(config) as sn:
+        summary = await run_export(job(tmp_path, "salesnexus", sn_config(sn)))
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["stats"]["logins"] >= 2  # the failed login and its retry
+    assert sn.stats.logins == 1  # one token issued
+    assert summary.retries >= 1
+    assert_export(tmp_path, "parquet", sn_expected(sn.store), TABLE_NAMES)

@@ -217,9 +217,10 @@ def test_malformed_reference_is_caught_at_load_time() -> None:
 def test_unknown_top_level_keys_and_sections() -> None:
     text = "retries = 3\n" + edited("[export]", "[exprot]") + "\n[import]\nfile = 'a.csv'\n"
     assert errors_of(text) == [
+        f"{ORIGIN}: [import] missing required key 'input'",
+        f"{ORIGIN}: [import] unknown key 'file'",
         f"{ORIGIN}: unknown top-level key 'retries'",
         f"{ORIGIN}: unknown section [exprot]",
-        f"{ORIGIN}: section [import] is not supported yet",
     ]
 
 
@@ -291,7 +292,8 @@ def test_sections_required_by_kind() -> None:
         f'{ORIGIN}: unexpected section [target] (not used when kind = "export")',
     ]
     assert errors_of(edited('kind = "export"', 'kind = "migrate"')) == [
-        f"{ORIGIN}: [pipeline] kind: 'migrate' pipelines are not supported yet"
+        f'{ORIGIN}: missing section [target] (required when kind = "migrate")',
+        f'{ORIGIN}: unexpected section [export] (not used when kind = "migrate")',
     ]
     assert errors_of(edited('kind = "export"', 'kind = "sync"')) == [
         f"{ORIGIN}: [pipeline] kind: must be one of export, import, migrate (got 'sync')"

@@ -11,4 +11,5 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line, invalid spec or input file
     CREDENTIALS = 3  # credentials missing (env var) or refused by the CRM
     CRM_ERROR = 4  # the CRM refused a call (limit, invalid parameter, ...)
+    PARTIAL = 5  # finished, but some rows were rejected (see rejects.csv)
     RESUMABLE = 75  # transient trouble outlasted the retry budget; run again later

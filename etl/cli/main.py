@@ -35,11 +35,19 @@ from etl.clients import (
     SalesNexusClient,
     SalesNexusConfig,
 )
-from etl.pipeline.export import ExportJob, run_export
+from etl.extract.csv_input import InputFileError
+from etl.pipeline.jobs import describe, job_from_spec, run_job
 from etl.pipeline.run import RunProgress, RunSummary
-from etl.pipeline.spec import Connection, PipelineSpec, SpecError, load_spec
+from etl.pipeline.spec import (
+    Connection,
+    PipelineSpec,
+    SpecError,
+    load_spec,
+    validate_spec,
+)
 from etl.sandbox import Sandbox
 from etl.transform import TABLES
+from etl.transform.contact_input import MappingError
 
 log = logging.getLogger("etl.cli")
 T = TypeVar("T")
@@ -62,6 +70,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except SpecError as exc:
         code = ExitCode.CREDENTIALS if "environment variable" in str(exc) else ExitCode.USAGE
         raise RunFailed(str(exc), code) from None
+    except (InputFileError, MappingError) as exc:
+        raise RunFailed(str(exc), ExitCode.USAGE) from None
     except AuthenticationError as exc:
         raise RunFailed(str(exc), ExitCode.CREDENTIALS) from None
     except RetryBudgetExhausted as exc:
@@ -129,29 +139,42 @@ async def _run_spec(
     sandbox: Sandbox | None,
     out: Path | None,
     log_format: LogFormat,
+    dry_run: bool = False,
+    cwd: Path | None = None,
 ) -> RunSummary:
-    assert spec.source is not None and spec.export is not None and spec.destination is not None
-    connection: Connection = spec.source
-    if sandbox is not None:
-        connection = point_at_sandbox(connection, sandbox)
-    job = ExportJob(
-        pipeline=spec.name,
-        crm=connection.crm,
-        connection=connection.client_config(os.environ),
-        out=out if out is not None else spec.destination.resolved_path(),
-        tables=spec.export.tables,
-        fmt=spec.destination.format,
-        page_size=spec.export.page_size,
-        prefetch_pages=spec.export.prefetch_pages,
-    )
-    log.info("%s: exporting %s from %s to %s", spec.name, ", ".join(job.tables), job.crm, job.out)
+    if dry_run and spec.kind == "export":
+        raise SpecError(f"{spec.origin}: --dry-run applies to import and migrate pipelines")
+
+    def retarget(connection: Connection) -> Connection:
+        return point_at_sandbox(connection, sandbox) if sandbox is not None else connection
+
+    job = job_from_spec(spec, os.environ, out=out, cwd=cwd, dry_run=dry_run, retarget=retarget)
+    log.info("%s: %s", spec.name, describe(job))
     progress = RunProgress(spec.name)
     async with show_progress(progress, log_format):
-        summary = await run_export(job, progress)
+        summary = await run_job(job, progress)
     log.info(
-        "%s: done, %s rows in %.1fs", spec.name, sum(summary.rows.values()), summary.duration_s
+        "%s: %s, %s rows in %.1fs",
+        spec.name,
+        summary.status,
+        sum(summary.rows.values()),
+        summary.duration_s,
     )
     return summary
+
+
+def _dry_run_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Read and validate everything, count rejects and requests, write nothing.",
+    )(command)
+
+
+def _exit_for(summaries: list[RunSummary]) -> None:
+    """Rows the CRM or the validation rejected make the exit code say so (5)."""
+    if any(s.status == "partial" for s in summaries):
+        raise click.exceptions.Exit(int(ExitCode.PARTIAL))
 
 
 @cli.command()
@@ -166,22 +189,30 @@ async def _run_spec(
     type=click.Path(file_okay=False, path_type=Path),
     help="Write outputs here instead of the spec's destination path.",
 )
+@_dry_run_option
 @common_options
-def run(spec_path: Path, sandbox: bool, out: Path | None, log_format: LogFormat) -> None:
-    """Run the pipeline described by the TOML file SPEC.
+def run(
+    spec_path: Path, sandbox: bool, out: Path | None, dry_run: bool, log_format: LogFormat
+) -> None:
+    """Run the pipeline described by the TOML file SPEC (export, import or migrate).
 
     \b
     Examples:
       crm-etl run pipelines/nightly_export_salesnexus.toml
       crm-etl run pipelines/nightly_export_salesmanago.toml --sandbox --out /tmp/export
+      crm-etl run pipelines/csv_to_salesmanago.toml --dry-run
     """
 
     async def main() -> RunSummary:
         spec = load_spec(spec_path)
         async with optional_sandbox(sandbox) as emulators:
-            return await _run_spec(spec, sandbox=emulators, out=out, log_format=log_format)
+            return await _run_spec(
+                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+            )
 
-    print_summaries([run_async(main())], log_format)
+    summaries = [run_async(main())]
+    print_summaries(summaries, log_format)
+    _exit_for(summaries)
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -233,20 +264,189 @@ def export(
     SALESMANAGO_OWNER, or SALESNEXUS_EMAIL and SALESNEXUS_PASSWORD (plus the optional
     *_BASE_URL), unless --sandbox is given.
     """
-    spec = PipelineSpec.model_validate(
+    spec = _command_spec(
         {
             "pipeline": {"name": f"export_{crm}", "kind": "export"},
             "source": {**connection_from_env(crm).model_dump(), "pacing": {"rate": rate}},
             "export": {"tables": list(tables)},
             "destination": {"format": fmt, "path": str(out)},
         }
-    )._bind("command line")
+    )
 
     async def main() -> RunSummary:
         async with optional_sandbox(sandbox) as emulators:
             return await _run_spec(spec, sandbox=emulators, out=out, log_format=log_format)
 
     print_summaries([run_async(main())], log_format)
+
+
+# --- import -------------------------------------------------------------------------------------
+
+
+def _read_mapping(path: Path | None) -> tuple[dict[str, str] | None, str | None]:
+    """A mapping file: TOML with a ``[mapping]`` table and an optional ``default_region``."""
+    if path is None:
+        return None, None
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RunFailed(f"{path}: cannot read the mapping file: {exc}", ExitCode.USAGE) from None
+    mapping = data.get("mapping", {})
+    region = data.get("default_region")
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise RunFailed(f"{path}: [mapping] must map column names to targets", ExitCode.USAGE)
+    return mapping, region if isinstance(region, str) else None
+
+
+@cli.command("import")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "crm", type=click.Choice(CRMS), required=True, help="The CRM to load.")
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file with a [mapping] table (column = target) overriding the automatic one.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/import"),
+    show_default=True,
+    help="Where success.csv, rejects.csv and summary.json go.",
+)
+@click.option(
+    "--duplicates",
+    type=click.Choice(["last", "reject"]),
+    default="last",
+    show_default=True,
+    help="Duplicate emails: the last row wins, or later rows are rejected.",
+)
+@click.option(
+    "--unmapped",
+    type=click.Choice(["properties", "ignore"]),
+    default="properties",
+    show_default=True,
+    help="Columns no rule maps: custom properties, or ignored.",
+)
+@click.option("--region", help="Default country (e.g. DE, US) to put phones in E.164 form.")
+@click.option("--sandbox", is_flag=True, help="Import into in-process seeded emulators.")
+@_dry_run_option
+@common_options
+def import_(
+    csv_path: Path,
+    crm: CrmName,
+    mapping_path: Path | None,
+    out: Path,
+    duplicates: str,
+    unmapped: str,
+    region: str | None,
+    sandbox: bool,
+    dry_run: bool,
+    log_format: LogFormat,
+) -> None:
+    """Import the contacts of a CSV file into a CRM, every row loaded or rejected with a reason.
+
+    Headers are mapped automatically (First Name, E-mail, Phone 1, Zip/Postal Code, ...); the
+    mapping used is printed. Credentials come from the environment as for `export`.
+    """
+    mapping, file_region = _read_mapping(mapping_path)
+    section: dict[str, Any] = {
+        "input": str(csv_path),
+        "duplicates": duplicates,
+        "unmapped": unmapped,
+    }
+    if mapping:
+        section["mapping"] = mapping
+    if region or file_region:
+        section["default_region"] = region or file_region
+    spec = _command_spec(
+        {
+            "pipeline": {"name": f"import_{crm}", "kind": "import"},
+            "import": section,
+            "target": connection_from_env(crm).model_dump(),
+            "destination": {"path": str(out)},
+        }
+    )
+
+    async def main() -> RunSummary:
+        async with optional_sandbox(sandbox) as emulators:
+            return await _run_spec(
+                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+            )
+
+    summaries = [run_async(main())]
+    print_summaries(summaries, log_format)
+    _exit_for(summaries)
+
+
+# --- migrate ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--from", "source", type=click.Choice(CRMS), required=True, help="Read from.")
+@click.option("--to", "target", type=click.Choice(CRMS), required=True, help="Write to.")
+@click.option(
+    "--tables",
+    default=",".join(TABLES),
+    show_default=True,
+    callback=lambda ctx, param, value: _parse_tables(ctx, param, value),
+    help="Comma-separated tables to migrate (contacts always go first).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where crosswalk.parquet and rejects.csv go [default: runs/migrate_FROM_to_TO].",
+)
+@click.option("--sandbox", is_flag=True, help="Migrate between in-process seeded emulators.")
+@_dry_run_option
+@common_options
+def migrate(
+    source: CrmName,
+    target: CrmName,
+    tables: tuple[str, ...],
+    out: Path | None,
+    sandbox: bool,
+    dry_run: bool,
+    log_format: LogFormat,
+) -> None:
+    """Move contacts, activities and sales from one CRM to the other, with an id crosswalk.
+
+    Credentials of both come from the environment as for `export`. Re-running skips what the
+    crosswalk already holds, so nothing is duplicated.
+    """
+    if source == target:
+        raise click.BadParameter("--from and --to must be different CRMs", param_hint="--to")
+    out = out or Path(f"runs/migrate_{source}_to_{target}")
+    spec = _command_spec(
+        {
+            "pipeline": {"name": f"migrate_{source}_to_{target}", "kind": "migrate"},
+            "source": connection_from_env(source).model_dump(),
+            "target": connection_from_env(target).model_dump(),
+            "migrate": {"tables": list(tables)},
+            "destination": {"path": str(out)},
+        }
+    )
+
+    async def main() -> RunSummary:
+        async with optional_sandbox(sandbox) as emulators:
+            return await _run_spec(
+                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+            )
+
+    summaries = [run_async(main())]
+    print_summaries(summaries, log_format)
+    _exit_for(summaries)
+
+
+def _command_spec(data: dict[str, Any]) -> PipelineSpec:
+    """A spec built from command-line options, validated like a file."""
+    try:
+        return validate_spec(data, origin="command line")
+    except SpecError as exc:
+        raise RunFailed(str(exc), ExitCode.USAGE) from None
 
 
 # --- fields -------------------------------------------------------------------------------------
@@ -339,16 +539,21 @@ def demo(out: Path, contacts: int, log_format: LogFormat) -> None:
         DEMO_SANDBOX, contacts=contacts, activities=contacts * 2, sales=contacts // 2
     )
 
+    order = {"export": 0, "import": 1, "migrate": 2}
+    loaded = sorted((load_spec(path) for path in specs), key=lambda s: (order[s.kind], s.name))
+    root = specs[0].parent.parent  # inputs such as sample_data/ are relative to the checkout
+
     async def main() -> list[RunSummary]:
         summaries = []
         async with optional_sandbox(True, config) as emulators:
-            for path in specs:
-                spec = load_spec(path)
-                if spec.kind != "export":
-                    continue
+            for spec in loaded:
                 summaries.append(
                     await _run_spec(
-                        spec, sandbox=emulators, out=out / spec.name, log_format=log_format
+                        spec,
+                        sandbox=emulators,
+                        out=out / spec.name,
+                        log_format=log_format,
+                        cwd=root,
                     )
                 )
         return summaries

@@ -183,3 +183,36 @@ def print_summaries(summaries: list[RunSummary], fmt: LogFormat) -> None:
             )
     for s in summaries:
         console.print(f"{s.pipeline}: {s.out}", highlight=False, soft_wrap=True)
+        for line in accounting_lines(s):
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+def accounting_lines(summary: RunSummary) -> list[str]:
+    """The row accounting a write run proves: every input row loaded, rejected or dropped."""
+    d = summary.details
+    lines: list[str] = []
+    if "input" in d:
+        if d.get("dry_run"):
+            lines.append(
+                f"input {d['input']:,} = would load {d['would_load']:,} + rejected "
+                f"{d['rejected']:,} + duplicates {d['duplicates']:,}"
+            )
+        else:
+            lines.append(
+                f"input {d['input']:,} = loaded {d['loaded']:,} + rejected {d['rejected']:,} "
+                f"+ duplicates {d['duplicates']:,}  (created {d['created']:,}, "
+                f"updated {d['updated']:,})"
+            )
+    if d.get("write_requests") is not None and d.get("dry_run"):
+        seconds = d.get("estimated_seconds")
+        timing = f", about {seconds:,.0f}s at the configured rate" if seconds else ""
+        lines.append(f"would send {d['write_requests']:,} write requests{timing}")
+    for key in ("rejected", "skipped"):
+        value = d.get(key)
+        if isinstance(value, dict) and any(value.values()):
+            counts = ", ".join(f"{table} {n:,}" for table, n in value.items() if n)
+            lines.append(f"{key}: {counts}")
+    for key in ("success_file", "rejects_file", "crosswalk"):
+        if d.get(key):
+            lines.append(f"{key.replace('_', ' ')}: {d[key]}")
+    return lines

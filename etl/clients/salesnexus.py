@@ -159,11 +159,23 @@ class SalesNexusClient:
             "request-id": "login",
         }
         body = json.dumps([call]).encode()
-        self.stats.logins += 1
-        elements = await self._transport.post(
-            self.config.base_url, body, _parse_batch, what="get-login-token"
-        )
-        element = elements[0] if elements else {}
+        retry = self.config.retry
+        attempts = max(1, retry.max_attempts)
+        for attempt in range(1, attempts + 1):
+            self.stats.logins += 1
+            elements = await self._transport.post(
+                self.config.base_url, body, _parse_batch, what="get-login-token"
+            )
+            element = elements[0] if elements else {}
+            # internal-error is the server failing on this call, not a refusal: retry it.
+            if (element.get("error") or {}).get("code") != "internal-error":
+                break
+            if attempt == attempts:
+                raise RetryBudgetExhausted(
+                    "salesnexus get-login-token", attempts=attempt, last_error="internal-error"
+                )
+            self.stats.retries += 1
+            await asyncio.sleep(backoff_delay(retry, attempt, self._rng))
         if "error" in element or not isinstance(element.get("result"), dict):
             error = element.get("error") or {}
             raise AuthenticationError(

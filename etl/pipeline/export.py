@@ -33,7 +33,7 @@ from etl.load import (
     manifest_counts_match,
     write_manifest,
 )
-from etl.pipeline.run import RunProgress, RunSummary, new_run_id
+from etl.pipeline.run import RunProgress, RunSummary, first_error, new_run_id
 from etl.transform import SCHEMAS, TABLES, FieldCatalog
 from etl.transform import salesmanago as sm_transform
 from etl.transform import salesnexus as sn_transform
@@ -163,13 +163,6 @@ async def _pump(
             group.create_task(load_stage())
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
-
-
-def first_error(error: BaseException) -> BaseException:
-    """The first leaf of a (nested) exception group: the failure a user should read."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 def _salesmanago_transform(batch: RawBatch) -> dict[str, pa.Table]:

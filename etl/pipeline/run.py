@@ -18,6 +18,13 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def first_error(error: BaseException) -> BaseException:
+    """The first leaf of a (nested) exception group: the failure a user should read."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 @dataclass
 class RunProgress:
     """Live counters the CLI reads to draw progress; the runner only ever adds to them."""

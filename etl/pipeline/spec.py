@@ -39,8 +39,17 @@ TableName = Literal["contacts", "activities", "sales"]
 TABLES: tuple[TableName, ...] = ("contacts", "activities", "sales")
 CRMS = ("salesmanago", "salesnexus")
 CONNECTION_SECTIONS = ("source", "target")
-# Sections reserved for the kinds that are not implemented yet.
-FUTURE_SECTIONS = ("import", "migrate")
+# Which sections each kind of pipeline needs (and which connections it may not have).
+REQUIRED_SECTIONS = {
+    "export": ("source", "export", "destination"),
+    "import": ("target", "import", "destination"),
+    "migrate": ("source", "target", "destination"),
+}
+FORBIDDEN_SECTIONS = {
+    "export": ("target", "import", "migrate"),
+    "import": ("source", "export", "migrate"),
+    "migrate": ("export", "import"),
+}
 SECRET_FIELDS = frozenset({"api_key", "api_secret", "password", "token"})
 _MASK = "**********"
 
@@ -323,6 +332,26 @@ class SalesNexusConnection(_Connection):
 Connection = Annotated[SalesManagoConnection | SalesNexusConnection, Field(discriminator="crm")]
 
 
+def _check_tables(value: Any) -> Any:
+    """Table lists: known names, at least one, none twice."""
+    if not isinstance(value, list | tuple):
+        return value  # the type error is reported by pydantic
+    if not value:
+        raise ValueError(f"must name at least one table (one of {', '.join(TABLES)})")
+    seen: set[str] = set()
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"entries must be strings (got {_show(item)})")
+        if item not in TABLES:
+            raise ValueError(
+                f"unknown table {item!r} (expected one of {', '.join(TABLES)})",
+            )
+        if item in seen:
+            raise ValueError(f"table {item!r} is listed twice")
+        seen.add(item)
+    return tuple(value)
+
+
 class ExportSection(_Section):
     tables: tuple[TableName, ...] = TABLES
     page_size: int = Field(1000, ge=1, le=1000)
@@ -331,22 +360,63 @@ class ExportSection(_Section):
     @field_validator("tables", mode="before")
     @classmethod
     def _known_tables(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            return value  # the type error is reported by pydantic
-        if not value:
-            raise ValueError(f"must name at least one table (one of {', '.join(TABLES)})")
-        seen: set[str] = set()
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError(f"entries must be strings (got {_show(item)})")
-            if item not in TABLES:
+        return _check_tables(value)
+
+
+CANONICAL_TARGETS = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "phone",
+    "fax",
+    "company",
+    "street",
+    "zip_code",
+    "city",
+    "province",
+    "country",
+    "state",
+    "external_id",
+    "birthday",
+    "tags",
+)
+
+
+class ImportSection(_Section):
+    """A CSV import: the file, how to read its columns and how to resolve duplicates."""
+
+    input: str = Field(min_length=1)
+    mapping: dict[str, str] = Field(default_factory=dict)
+    unmapped: Literal["properties", "ignore"] = "properties"
+    duplicates: Literal["last", "reject"] = "last"
+    default_region: str | None = Field(None, min_length=2, max_length=2)
+    dayfirst: bool = True
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, target in value.items():
+            known = target in CANONICAL_TARGETS or target == "ignore"
+            if not known and not (target.startswith("properties.") and len(target) > 11):
                 raise ValueError(
-                    f"unknown table {item!r} (expected one of {', '.join(TABLES)})",
+                    f"column {header!r}: unknown target {target!r} (expected one of "
+                    f"{', '.join(CANONICAL_TARGETS)}, properties.<name> or ignore)"
                 )
-            if item in seen:
-                raise ValueError(f"table {item!r} is listed twice")
-            seen.add(item)
-        return tuple(value)
+        return value
+
+    def resolved_input(self, cwd: Path | None = None) -> Path:
+        path = Path(self.input).expanduser()
+        return path if path.is_absolute() else (cwd or Path.cwd()) / path
+
+
+class MigrateSection(_Section):
+    tables: tuple[TableName, ...] = TABLES
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _known_tables(cls, value: Any) -> Any:
+        return _check_tables(value)
 
 
 class Destination(_Section):
@@ -365,6 +435,8 @@ class PipelineSpec(_Section):
     source: Connection | None = None
     target: Connection | None = None
     export: ExportSection | None = None
+    import_: ImportSection | None = Field(None, alias="import")
+    migrate: MigrateSection | None = None
     destination: Destination | None = None
 
     _origin: str = PrivateAttr("<spec>")
@@ -385,18 +457,23 @@ class PipelineSpec(_Section):
     @model_validator(mode="after")
     def _sections_fit_kind(self) -> Self:
         kind = self.pipeline.kind
-        if kind != "export":
-            raise ValueError(f"[pipeline] kind: {kind!r} pipelines are not supported yet")
         problems = [
             f'missing section [{name}] (required when kind = "{kind}")'
-            for name in ("source", "export", "destination")
-            if getattr(self, name) is None
+            for name in REQUIRED_SECTIONS[kind]
+            if self.section(name) is None
         ]
-        if self.target is not None:
-            problems.append(f'unexpected section [target] (not used when kind = "{kind}")')
+        problems += [
+            f'unexpected section [{name}] (not used when kind = "{kind}")'
+            for name in FORBIDDEN_SECTIONS[kind]
+            if self.section(name) is not None
+        ]
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def section(self, name: str) -> Any:
+        """A section by its TOML name (``import`` is ``import_`` in Python)."""
+        return getattr(self, "import_" if name == "import" else name)
 
     def _bind(self, origin: str) -> Self:
         self._origin = origin
@@ -436,6 +513,11 @@ def parse_spec(text: str, *, origin: str) -> PipelineSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(_toml_error(str(exc), origin)) from None
+    return validate_spec(data, origin=origin)
+
+
+def validate_spec(data: dict[str, Any], *, origin: str) -> PipelineSpec:
+    """Validate an already parsed spec (e.g. one built from command-line options)."""
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
@@ -517,8 +599,6 @@ def _describe(error: Any, loc: tuple[Any, ...], data: Any) -> str:
         if kind == "extra_forbidden":
             if section:
                 return f"{head}unknown key {key!r}"
-            if key in FUTURE_SECTIONS:
-                return f"section [{key}] is not supported yet"
             if isinstance(error["input"], dict):
                 return f"unknown section [{key}]"
             return f"unknown top-level key {key!r}"

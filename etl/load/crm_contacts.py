@@ -1,0 +1,245 @@
+"""CRM sinks for contacts: a frame of normalised contacts in, one outcome per row out.
+
+Both imports (CSV rows) and migrations (another CRM's contacts) hand these writers the same
+frame, the *contact load frame*: a pandas DataFrame with a ``row`` column (the key outcomes are
+reported under: a CSV line number, or a position) and any of the columns below. Values are
+already normalised and validated by the transform layer; missing values are NA.
+
+=============  ====================================================
+column         value
+=============  ====================================================
+email          lower-case address (required)
+name           full name
+first_name     given name
+last_name      family name
+phone, fax     phone numbers (E.164 where a region was configured)
+company        company name
+street         street and house number
+zip_code       postal code
+city, province, country
+state          SALESmanago contact state (PROSPECT, CUSTOMER, ...)
+external_id    an id from another system
+birthday       ``YYYYMMDD``
+tags           list of strings
+properties     dict of custom field name -> string value
+=============  ====================================================
+
+Both writes upsert by email, so sending a chunk again after an ambiguous failure is safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+from etl.clients import RowOutcome, SalesManagoClient, SalesNexusClient
+from etl.transform.salesnexus import FieldCatalog
+
+ADDRESS_FIELDS = {
+    "street": "streetAddress",
+    "zip_code": "zipCode",
+    "city": "city",
+    "country": "country",
+}
+SALESMANAGO_CONTACT_FIELDS = {
+    "email": "email",
+    "name": "name",
+    "phone": "phone",
+    "fax": "fax",
+    "company": "company",
+    "state": "state",
+    "external_id": "externalId",
+}
+# Canonical column -> SalesNexus contact field name (resolved to an id from the catalog).
+SALESNEXUS_FIELD_NAMES = {
+    "email": "Email",
+    "name": "Full Name",
+    "first_name": "First Name",
+    "last_name": "Last Name",
+    "phone": "Phone",
+    "company": "Company",
+    "street": "Street",
+    "city": "City",
+    "province": "State",
+    "zip_code": "Zip Code",
+    "country": "Country",
+    "birthday": "Birthday",
+    "tags": "Tags",
+}
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """A write outcome keyed by the frame's ``row`` instead of a position."""
+
+    row: int
+    email: str
+    status: str
+    id: str | None
+    message: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+class ContactWriter(Protocol):
+    """Upserts a contact load frame; returns one result per row, in the frame's order."""
+
+    def check(self, frame_columns: Iterable[str], property_names: Iterable[str]) -> list[str]: ...
+
+    def requests_for(self, rows: int) -> int: ...
+
+    async def write(self, frame: pd.DataFrame) -> list[RowResult]: ...
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and value == "")
+
+
+def _full_name(record: Mapping[str, Any]) -> str | None:
+    if _present(record.get("name")):
+        return str(record["name"])
+    parts = [str(record[k]) for k in ("first_name", "last_name") if _present(record.get(k))]
+    return " ".join(parts) or None
+
+
+def _results(frame: pd.DataFrame, outcomes: list[RowOutcome]) -> list[RowResult]:
+    rows = frame["row"].tolist()
+    emails = frame["email"].tolist()
+    return [
+        RowResult(int(rows[o.index]), str(emails[o.index]), o.status, o.id, o.message)
+        for o in outcomes
+    ]
+
+
+class SalesManagoContactWriter:
+    """``contact/batchupsert``: contact fields, address, birthday, tags and properties."""
+
+    def __init__(self, client: SalesManagoClient) -> None:
+        self.client = client
+
+    def check(self, frame_columns: Iterable[str], property_names: Iterable[str]) -> list[str]:
+        """SALESmanago accepts any property name: nothing to check beyond the email."""
+        return [] if "email" in set(frame_columns) else ["the input has no email column"]
+
+    def requests_for(self, rows: int) -> int:
+        return math.ceil(rows / 1000)
+
+    @staticmethod
+    def entry(record: Mapping[str, Any]) -> dict[str, Any]:
+        contact: dict[str, Any] = {}
+        for column, key in SALESMANAGO_CONTACT_FIELDS.items():
+            if _present(record.get(column)):
+                contact[key] = str(record[column])
+        name = _full_name(record)
+        if name:
+            contact["name"] = name
+        address = {
+            key: str(record[column])
+            for column, key in ADDRESS_FIELDS.items()
+            if _present(record.get(column))
+        }
+        if address:
+            contact["address"] = address
+        entry: dict[str, Any] = {"contact": contact}
+        if _present(record.get("province")):
+            entry["province"] = str(record["province"])
+        if _present(record.get("birthday")):
+            entry["birthday"] = str(record["birthday"])
+        tags = record.get("tags")
+        if isinstance(tags, list | tuple) and tags:
+            entry["tags"] = [str(t) for t in tags]
+        properties = record.get("properties")
+        if isinstance(properties, dict) and properties:
+            entry["properties"] = {str(k): str(v) for k, v in properties.items() if _present(v)}
+        return entry
+
+    async def write(self, frame: pd.DataFrame) -> list[RowResult]:
+        entries = [self.entry(record) for record in frame.to_dict("records")]
+        return _results(frame, await self.client.batch_upsert(entries))
+
+
+class SalesNexusContactWriter:
+    """``import-contacts`` matched on the email field (``create-if-not-updated``, no null match).
+
+    Field ids come from the account's catalog at run time; custom properties go to the contact
+    field of the same name, and :meth:`check` reports any that the catalog lacks.
+    """
+
+    def __init__(self, client: SalesNexusClient, catalog: FieldCatalog) -> None:
+        self.client = client
+        self.catalog = catalog
+        self._email_id = catalog.id_for("contact", "Email")
+        self._ids = {
+            column: catalog.id_for("contact", name)
+            for column, name in SALESNEXUS_FIELD_NAMES.items()
+            if _has_field(catalog, name)
+        }
+        self._custom = {f.name.casefold(): f.id for f in catalog.fields_for("contact")}
+
+    def check(self, frame_columns: Iterable[str], property_names: Iterable[str]) -> list[str]:
+        problems = []
+        for column in frame_columns:
+            name = SALESNEXUS_FIELD_NAMES.get(column)
+            if name is not None and column not in self._ids:
+                problems.append(f"SalesNexus has no contact field {name!r} (for column {column})")
+        for prop in property_names:
+            if prop.casefold() not in self._custom:
+                problems.append(
+                    f"SalesNexus has no contact field named {prop!r}: create it in SalesNexus, "
+                    "map the column to a field that exists, or ignore unmapped columns"
+                )
+        return problems
+
+    def requests_for(self, rows: int) -> int:
+        calls = math.ceil(rows / 1000)
+        return math.ceil(calls / self.client.config.calls_per_request)
+
+    def entry(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = {"_toMatch": [self._email_id]}
+        for column, field_id in self._ids.items():
+            value = record.get(column)
+            if column == "tags":
+                if isinstance(value, list | tuple) and value:
+                    entry[str(field_id)] = ", ".join(str(t) for t in value)
+            elif column == "birthday":
+                if _present(value):
+                    text = str(value)
+                    entry[str(field_id)] = f"{text[:4]}-{text[4:6]}-{text[6:8]}"
+            elif column == "name":
+                name = _full_name(record)
+                if name:
+                    entry[str(field_id)] = name
+            elif _present(value):
+                entry[str(field_id)] = str(value)
+        properties = record.get("properties")
+        if isinstance(properties, dict):
+            for key, value in properties.items():
+                field_id = self._custom.get(str(key).casefold())
+                if field_id is not None and _present(value):
+                    entry[str(field_id)] = str(value)
+        return entry
+
+    async def write(self, frame: pd.DataFrame) -> list[RowResult]:
+        entries = [self.entry(record) for record in frame.to_dict("records")]
+        outcomes = await self.client.import_contacts(
+            entries, create_if_not_updated=True, match_nulls=False
+        )
+        return _results(frame, outcomes)
+
+
+def _has_field(catalog: FieldCatalog, name: str) -> bool:
+    try:
+        catalog.id_for("contact", name)
+    except KeyError:
+        return False
+    return True
