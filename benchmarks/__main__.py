@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks import export_throughput, quota_utilisation
-from benchmarks.common import SummaryRow, note, print_table, write_results
+from benchmarks.common import SummaryRow, exit_on_failure, note, print_table, write_results
 
 Benchmark = tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], list[SummaryRow]]]
 
@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.only and name not in args.only:
             continue
         started = time.monotonic()
-        result = run()
+        with exit_on_failure():
+            result = run()
         path = write_results(name, result)
         note(f"{name}: {time.monotonic() - started:.1f} s, results in {path}")
         rows.extend(

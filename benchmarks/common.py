@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -249,6 +249,7 @@ class ExportMeasurement:
     client_baseline_rss_mb: float
     sandbox_cpu_s: float
     sandbox_stats: dict[str, Any] = field(repr=False)
+    durations_s: tuple[float, ...] = ()  # of every repeat, when the case ran more than once
 
     @property
     def total_rows(self) -> int:
@@ -321,6 +322,17 @@ def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasureme
     )
 
 
+def measure_median(sandbox: SandboxProcess, spec: ExportSpec, repeat: int) -> ExportMeasurement:
+    """Run ``spec`` ``repeat`` times; the run of median duration, with every duration attached."""
+    runs = sorted((measure_export(sandbox, spec) for _ in range(max(1, repeat))), key=_duration)
+    median = runs[(len(runs) - 1) // 2]
+    return replace(median, durations_s=tuple(round(m.duration_s, 3) for m in runs))
+
+
+def _duration(m: ExportMeasurement) -> float:
+    return m.duration_s
+
+
 # -- output ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SummaryRow:
@@ -390,7 +402,10 @@ def fmt(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def timed(label: str) -> Iterator[None]:
-    started = time.monotonic()
-    yield
-    note(f"{label}: {time.monotonic() - started:.1f} s")
+def exit_on_failure() -> Iterator[None]:
+    """A benchmark that cannot run says why on stderr and exits 1, without a traceback."""
+    try:
+        yield
+    except BenchmarkError as exc:
+        progress_console.print(f"[red]benchmark failed:[/red] {exc}", markup=True)
+        raise SystemExit(1) from None

@@ -106,6 +106,10 @@ def _present(value: Any) -> bool:
 
 
 def _full_name(record: Mapping[str, Any]) -> str | None:
+    """First and last name in reading order when both are known (a spreadsheet's
+    "Last, First" full name included), else whatever name there is."""
+    if _present(record.get("first_name")) and _present(record.get("last_name")):
+        return f"{record['first_name']} {record['last_name']}"
     if _present(record.get("name")):
         return str(record["name"])
     parts = [str(record[k]) for k in ("first_name", "last_name") if _present(record.get(k))]

@@ -96,7 +96,9 @@ async def run_export(job: ExportJob, progress: RunProgress | None = None) -> Run
                 source = SalesManagoSource(
                     sm_client, page_size=job.page_size, prefetch=job.prefetch_pages or 8
                 )
-                await _pump(source.batches, ["contacts"], _salesmanago_transform, sinks, progress)
+                await pump_tables(
+                    source.batches, ["contacts"], salesmanago_transform, sinks, progress
+                )
                 stats = sm_client.stats.as_dict()
         else:
             async with SalesNexusClient(job.connection) as sn_client:
@@ -105,10 +107,10 @@ async def run_export(job: ExportJob, progress: RunProgress | None = None) -> Run
                 source_sn = SalesNexusSource(
                     sn_client, page_size=job.page_size, prefetch=job.prefetch_pages or 25
                 )
-                await _pump(
+                await pump_tables(
                     source_sn.batches,
                     list(job.tables),
-                    _salesnexus_transform(catalog),
+                    salesnexus_transform(catalog),
                     sinks,
                     progress,
                 )
@@ -121,13 +123,14 @@ async def run_export(job: ExportJob, progress: RunProgress | None = None) -> Run
     return _finish(job, files, stats, started_at, time.monotonic() - started)
 
 
-async def _pump(
+async def pump_tables(
     batches: Callable[[str], AsyncIterator[RawBatch]],
     streams: list[str],
     transform: Transform,
     sinks: dict[str, TableSink],
     progress: RunProgress,
 ) -> None:
+    """Pages of ``streams`` -> ``transform`` -> ``sinks`` by table, joined by bounded queues."""
     raw_queue: asyncio.Queue[RawBatch | None] = asyncio.Queue(RAW_QUEUE_PAGES)
     table_queue: asyncio.Queue[tuple[str, pa.Table] | None] = asyncio.Queue(TABLE_QUEUE_BATCHES)
 
@@ -165,11 +168,11 @@ async def _pump(
         raise first_error(group_error) from None
 
 
-def _salesmanago_transform(batch: RawBatch) -> dict[str, pa.Table]:
+def salesmanago_transform(batch: RawBatch) -> dict[str, pa.Table]:
     return sm_transform.split_page(batch.records)
 
 
-def _salesnexus_transform(catalog: FieldCatalog) -> Transform:
+def salesnexus_transform(catalog: FieldCatalog) -> Transform:
     def transform(batch: RawBatch) -> dict[str, pa.Table]:
         ids = batch.ids or []
         if batch.stream == "contacts":

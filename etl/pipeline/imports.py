@@ -1,16 +1,17 @@
 """The CSV-to-CRM import: a messy spreadsheet in, every row loaded or rejected with its reason.
 
-Two streaming passes over the file:
+Two passes, both streaming:
 
-1. *duplicates*: read every row's email to find the emails that occur more than once and decide,
-   by policy, which line of each is kept (``last`` wins by default, or ``reject`` later ones);
-2. *load*: read, normalise and validate chunk by chunk (in a worker thread), drop the duplicates,
-   and upsert the rest in chunks of up to 1000 with several chunks in flight, the account's
-   pacing keeping the quota.
+1. *validate*: read, normalise and validate chunk by chunk (in a worker thread); rejects go
+   straight to ``rejects.csv``, valid rows are parked in a spill file on disk, and every valid
+   row's email is noted;
+2. *load*: the duplicate policy is settled over the whole file (``last`` wins by default, or
+   later rows are rejected), then the spilled rows are upserted in chunks of up to 1000 with
+   several chunks in flight, the account's pacing keeping the quota.
 
-Every input row ends up in exactly one of ``success.csv`` (loaded), ``rejects.csv`` (rejected,
-with stage and reason) or, for dropped duplicates, ``rejects.csv`` with stage ``duplicate``; the
-summary proves ``input = loaded + rejected + duplicates`` or the run fails.
+Every input row ends up in exactly one of ``success.csv`` (loaded) or ``rejects.csv`` (stage
+``input``, ``validation``, ``duplicate`` or ``crm``, with the reason); ``summary.json`` proves
+``input = loaded + rejected + duplicates`` or the run fails.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from etl.load.crm_contacts import (
     SalesManagoContactWriter,
     SalesNexusContactWriter,
 )
+from etl.load.spill import SpillFile
 from etl.pipeline.outcomes import OutcomeFiles
 from etl.pipeline.run import RunProgress, RunSummary, first_error, new_run_id
 from etl.transform.contact_input import (
@@ -44,8 +46,8 @@ from etl.transform.contact_input import (
     NormalizedChunk,
     NormalizeOptions,
     build_mapping,
-    email_keys,
     find_duplicates,
+    load_frame_schema,
     normalize_chunk,
 )
 from etl.transform.salesnexus import FieldCatalog
@@ -100,22 +102,6 @@ def plan_mapping(job: ImportJob) -> tuple[CsvDialect, ColumnMapping]:
     return dialect, build_mapping(headers, job.mapping, unmapped=job.unmapped)
 
 
-def _chunks(job: ImportJob, dialect: CsvDialect) -> Iterator[CsvChunk]:
-    return read_chunks(job.csv_path, dialect, chunk_rows=job.read_chunk_rows)
-
-
-def _duplicates(job: ImportJob, dialect: CsvDialect, mapping: ColumnMapping) -> dict[int, int]:
-    """Pass 1: {line of a dropped duplicate: line of the row kept} over the whole file."""
-    keys: list[pd.Series] = []
-    lines: list[int] = []
-    for chunk in _chunks(job, dialect):
-        keys.append(email_keys(chunk.frame, mapping))
-        lines.extend(chunk.lines)
-    if not lines:
-        return {}
-    return find_duplicates(pd.concat(keys, ignore_index=True), lines, job.duplicates)
-
-
 @asynccontextmanager
 async def _target_writer(job: ImportJob) -> AsyncIterator[tuple[ContactWriter, object]]:
     if isinstance(job.target, SalesManagoConfig):
@@ -145,15 +131,6 @@ def _reject_rows(chunk: CsvChunk, normalized: NormalizedChunk) -> list[tuple[int
     return rows
 
 
-def _original_values(chunk: CsvChunk, lines: set[int]) -> dict[int, str]:
-    positions = [i for i, line in enumerate(chunk.lines) if line in lines]
-    records = chunk.frame.iloc[positions].to_dict("records")
-    return {
-        chunk.lines[i]: json.dumps(record, ensure_ascii=False)
-        for i, record in zip(positions, records, strict=True)
-    }
-
-
 async def run_import(job: ImportJob, progress: RunProgress | None = None) -> RunSummary:
     """Import one CSV file into the target CRM; returns the summary with the row accounting."""
     progress = progress or RunProgress(job.pipeline)
@@ -167,32 +144,139 @@ async def run_import(job: ImportJob, progress: RunProgress | None = None) -> Run
         dialect.delimiter,
         "\n  ".join(mapping.describe()),
     )
-    dropped = await asyncio.to_thread(_duplicates, job, dialect, mapping)
     outcomes = OutcomeFiles(job.out)
+    spill = SpillFile(job.out / f".{job.run_id}.spill.arrow", load_frame_schema(mapping))
     accounting = Accounting()
     try:
         async with _target_writer(job) as (writer, client):
             progress.transports.append(client.stats)  # type: ignore[attr-defined]
-            problems = writer.check(
-                [c for c in mapping.columns.values()], list(mapping.properties.values())
-            )
+            problems = writer.check(mapping.columns.values(), mapping.properties.values())
             if problems:
                 raise MappingError("; ".join(problems))
-            valid_rows = await _load(
-                job, dialect, mapping, dropped, writer, outcomes, accounting, progress
+            emails, lines = await asyncio.to_thread(
+                _validate, job, dialect, mapping, outcomes, spill, accounting
             )
+            dropped = await asyncio.to_thread(find_duplicates, emails, lines, job.duplicates)
+            await _load(job, spill, dropped, writer, outcomes, accounting, progress)
             stats = client.stats.as_dict()  # type: ignore[attr-defined]
         outcomes.close()
     except BaseException:
         outcomes.abort()
         raise
+    finally:
+        spill.remove()
+    accounting.loaded = outcomes.counts["loaded"]
+    accounting.rejected = outcomes.counts["rejected"]
+    accounting.duplicates = outcomes.counts["duplicates"]
     if not accounting.balanced():
         raise AccountingError(
             f"row accounting does not add up: input {accounting.input} != loaded "
-            f"{accounting.loaded} + rejected {accounting.rejected} + duplicates "
-            f"{accounting.duplicates}"
+            f"{accounting.loaded} + would load {accounting.would_load} + rejected "
+            f"{accounting.rejected} + duplicates {accounting.duplicates}"
         )
-    duration = time.monotonic() - started
+    return _summary(job, accounting, outcomes, writer, stats, time.monotonic() - started)
+
+
+def _validate(
+    job: ImportJob,
+    dialect: CsvDialect,
+    mapping: ColumnMapping,
+    outcomes: OutcomeFiles,
+    spill: SpillFile,
+    accounting: Accounting,
+) -> tuple[list[str], list[int]]:
+    """Pass 1 (a worker thread): rejects to the file, valid rows to the spill; their emails."""
+    emails: list[str] = []
+    lines: list[int] = []
+    for chunk in read_chunks(job.csv_path, dialect, chunk_rows=job.read_chunk_rows):
+        accounting.input += len(chunk.frame) + len(chunk.rejects)
+        normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, job.options)
+        outcomes.reject(_reject_rows(chunk, normalized))
+        contacts = normalized.contacts
+        spill.write(contacts)
+        emails.extend(contacts["email"].tolist())
+        lines.extend(contacts["row"].astype("int64").tolist())
+    return emails, lines
+
+
+async def _load(
+    job: ImportJob,
+    spill: SpillFile,
+    dropped: dict[int, int],
+    writer: ContactWriter,
+    outcomes: OutcomeFiles,
+    accounting: Accounting,
+    progress: RunProgress,
+) -> None:
+    """Pass 2: spilled rows minus dropped duplicates, upserted with several chunks in flight."""
+    policy = "the last occurrence wins" if job.duplicates == "last" else "the first is kept"
+    batches = spill.batches(WRITE_CHUNK_ROWS)
+
+    def next_frame() -> pd.DataFrame | None:
+        frame = next(batches, None)
+        if frame is None or not dropped:
+            return frame
+        is_dup = frame["row"].isin(dropped.keys())
+        if is_dup.any():
+            duplicates = frame.loc[is_dup]
+            outcomes.reject(
+                [
+                    (
+                        int(record["row"]),
+                        "duplicate",
+                        f"duplicate email {record['email']}: line {dropped[int(record['row'])]} "
+                        f"is kept ({policy})",
+                        json.dumps(_plain(record), ensure_ascii=False, default=str),
+                    )
+                    for record in duplicates.to_dict("records")
+                ]
+            )
+            frame = frame.loc[~is_dup].reset_index(drop=True)
+        return frame
+
+    def record(results: list[RowResult]) -> None:
+        outcomes.success([(r.row, r.email, r.id, r.status) for r in results if r.ok])
+        outcomes.reject(
+            [(r.row, "crm", r.message or "refused by the CRM", "") for r in results if not r.ok]
+        )
+        accounting.created += sum(r.status == "created" for r in results)
+        accounting.updated += sum(r.status == "updated" for r in results)
+        progress.rows["contacts"] += sum(r.ok for r in results)
+
+    async def write_one(frame: pd.DataFrame, slots: asyncio.Semaphore) -> None:
+        try:
+            record(await writer.write(frame))
+        finally:
+            slots.release()
+
+    slots = asyncio.Semaphore(_writer_concurrency(job))
+    try:
+        async with asyncio.TaskGroup() as group:
+            while (frame := await asyncio.to_thread(next_frame)) is not None:
+                if not len(frame):
+                    continue
+                if job.dry_run:
+                    accounting.would_load += len(frame)
+                    continue
+                await slots.acquire()
+                group.create_task(write_one(frame, slots))
+    except BaseExceptionGroup as error:
+        raise first_error(error) from None
+
+
+def _plain(record: dict[str, object]) -> dict[str, object]:
+    """A spilled row without its empty values, for the rejects file."""
+    return {k: v for k, v in record.items() if k != "row" and v is not None and v == v}
+
+
+def _summary(
+    job: ImportJob,
+    accounting: Accounting,
+    outcomes: OutcomeFiles,
+    writer: ContactWriter,
+    stats: dict[str, float],
+    duration: float,
+) -> RunSummary:
     details: dict[str, object] = {
         "input": accounting.input,
         "loaded": accounting.loaded,
@@ -206,16 +290,16 @@ async def run_import(job: ImportJob, progress: RunProgress | None = None) -> Run
         "dry_run": job.dry_run,
     }
     if job.dry_run:
-        requests = writer.requests_for(valid_rows)
+        requests = writer.requests_for(accounting.would_load)
         rate = job.target.pacing.rate
-        details["would_send_rows"] = valid_rows
         details["write_requests"] = requests
         details["estimated_seconds"] = round(requests / rate, 1) if rate else None
+    status = "dry-run" if job.dry_run else ("partial" if accounting.rejected else "ok")
     summary = RunSummary(
         run_id=job.run_id,
         pipeline=job.pipeline,
         kind="import",
-        status="dry-run" if job.dry_run else ("ok" if not accounting.rejected else "partial"),
+        status=status,
         out=job.out,
         rows={"contacts": accounting.loaded},
         files=2,
@@ -226,99 +310,9 @@ async def run_import(job: ImportJob, progress: RunProgress | None = None) -> Run
         duration_s=round(duration, 3),
         details=details,
     )
-    summary_json = json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str)
-    atomic_write_bytes(job.out / "summary.json", (summary_json + "\n").encode())
+    text = json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+    atomic_write_bytes(job.out / "summary.json", text.encode())
     return summary
-
-
-async def _load(
-    job: ImportJob,
-    dialect: CsvDialect,
-    mapping: ColumnMapping,
-    dropped: dict[int, int],
-    writer: ContactWriter,
-    outcomes: OutcomeFiles,
-    accounting: Accounting,
-    progress: RunProgress,
-) -> int:
-    """Pass 2: read -> normalise -> write; returns how many rows were (or would be) sent."""
-    queue: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(QUEUE_CHUNKS)
-    sent = 0
-
-    def prepare(chunk: CsvChunk) -> tuple[pd.DataFrame, list[tuple[int, str, str, str]]]:
-        normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, job.options)
-        rejects = _reject_rows(chunk, normalized)
-        contacts = normalized.contacts
-        if dropped and len(contacts):
-            is_dup = contacts["row"].isin(dropped.keys())
-            if is_dup.any():
-                dup_lines = contacts.loc[is_dup, "row"].astype("int64").tolist()
-                values = _original_values(chunk, set(dup_lines))
-                policy = "last occurrence wins" if job.duplicates == "last" else "first kept"
-                rejects.extend(
-                    (
-                        line,
-                        "duplicate",
-                        f"duplicate email, line {dropped[line]} kept ({policy})",
-                        values[line],
-                    )
-                    for line in dup_lines
-                )
-                contacts = contacts.loc[~is_dup]
-        return contacts.reset_index(drop=True), rejects
-
-    async def read_stage() -> None:
-        iterator = _chunks(job, dialect)
-        while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
-            accounting.input += len(chunk.frame) + len(chunk.rejects)
-            contacts, rejects = await asyncio.to_thread(prepare, chunk)
-            outcomes.reject(rejects)
-            for start in range(0, len(contacts), WRITE_CHUNK_ROWS):
-                await queue.put(contacts.iloc[start : start + WRITE_CHUNK_ROWS])
-        await queue.put(None)
-
-    async def write_one(frame: pd.DataFrame) -> None:
-        results = await writer.write(frame)
-        record(results)
-
-    def record(results: list[RowResult]) -> None:
-        outcomes.success([(r.row, r.email, r.id, r.status) for r in results if r.ok])
-        failed = [
-            (r.row, "crm", r.message or "refused by the CRM", "") for r in results if not r.ok
-        ]
-        outcomes.reject(failed)
-        for r in results:
-            if r.status == "created":
-                accounting.created += 1
-            elif r.status == "updated":
-                accounting.updated += 1
-        progress.rows["contacts"] += sum(r.ok for r in results)
-
-    async def write_stage() -> None:
-        nonlocal sent
-        in_flight = max(1, _writer_concurrency(job))
-        async with asyncio.TaskGroup() as group:
-            slots = asyncio.Semaphore(in_flight)
-            while (frame := await queue.get()) is not None:
-                sent += len(frame)
-                if job.dry_run:
-                    continue
-                await slots.acquire()
-                task = group.create_task(write_one(frame))
-                task.add_done_callback(lambda _t: slots.release())
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(read_stage())
-            group.create_task(write_stage())
-    except BaseExceptionGroup as error:
-        raise first_error(error) from None
-    accounting.loaded = outcomes.counts["loaded"]
-    accounting.rejected = outcomes.counts["rejected"]
-    accounting.duplicates = outcomes.counts["duplicates"]
-    if job.dry_run:
-        accounting.would_load = sent
-    return sent
 
 
 def _writer_concurrency(job: ImportJob) -> int:
