@@ -86,7 +86,7 @@ def counts(expected: Expected) -> dict[str, int]:
 # --- subprocesses -------------------------------------------------------------------------------
 
 
-def test_demo_exports_both_pipelines(tmp_path: Path) -> None:
+def test_demo_runs_every_shipped_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = crm_etl("demo", "--out", str(out), "--contacts", "300", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -99,7 +99,16 @@ def test_demo_exports_both_pipelines(tmp_path: Path) -> None:
         "nightly_export_salesmanago": sm_expected(SalesManagoStore(config)),
         "nightly_export_salesnexus": sn_expected(SalesNexusStore(config)),
     }
-    assert sorted(p.name for p in out.iterdir()) == sorted(stores)
+    writes = {
+        "csv_to_salesmanago": "success.csv",
+        "csv_to_salesnexus": "success.csv",
+        "migrate_salesmanago_to_salesnexus": "crosswalk.parquet",
+        "migrate_salesnexus_to_salesmanago": "crosswalk.parquet",
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted([*stores, *writes])
+    for name, output in writes.items():
+        assert (out / name / output).is_file() and name in done.stdout
+    assert "input 120 = loaded 103 + rejected 14 + duplicates 3" in done.stdout
     for name, expected in stores.items():
         root = out / name
         assert manifest_rows(root) == counts(expected)
@@ -125,7 +134,7 @@ def test_run_spec_with_json_logs_shows_no_secret(tmp_path: Path) -> None:
     assert len(summaries) == 1
     summary = summaries[0]
     expected = counts(sn_expected(SalesNexusStore(DEMO_SANDBOX)))
-    assert expected == {"contacts": 3000, "activities": 6000, "sales": 1500}
+    assert expected == {"contacts": 500, "activities": 1000, "sales": 250}
     assert summary["rows"] == expected
     assert summary["status"] == "ok"
     assert summary["pipeline"] == "nightly_export_salesnexus"
@@ -213,7 +222,7 @@ def test_export_writes_exactly_the_requested_csv_files(runner: CliRunner, tmp_pa
     assert [f.split("/")[0] for f in files] == ["contacts", "sales"]
     assert all(f.endswith(".csv") for f in files)
     expected = sm_expected(SalesManagoStore(DEMO_SANDBOX))
-    assert manifest_rows(out) == {"contacts": 3000, "sales": len(expected["sales"])}
+    assert manifest_rows(out) == {"contacts": 500, "sales": len(expected["sales"])}
     assert_export(out, "csv", expected, ("contacts", "sales"))
 
 

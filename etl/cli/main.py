@@ -545,8 +545,8 @@ def demo(out: Path, contacts: int, log_format: LogFormat) -> None:
 
     async def main() -> list[RunSummary]:
         summaries = []
-        async with optional_sandbox(True, config) as emulators:
-            for spec in loaded:
+        for spec in loaded:  # a freshly seeded pair of emulators each, so no run sees another's
+            async with optional_sandbox(True, config) as emulators:
                 summaries.append(
                     await _run_spec(
                         spec,

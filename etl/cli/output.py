@@ -169,7 +169,7 @@ def print_summaries(summaries: list[RunSummary], fmt: LogFormat) -> None:
         for summary in summaries:
             print(json.dumps({"summary": summary.as_dict()}, ensure_ascii=False))
         return
-    console = Console(width=120) if not interactive(sys.stdout) else Console()
+    console = Console(width=150) if not interactive(sys.stdout) else Console()
     if console.width >= 100:
         console.print(summary_table(summaries))
     else:  # a narrow terminal: one block per run reads better than a squeezed table
@@ -198,10 +198,14 @@ def accounting_lines(summary: RunSummary) -> list[str]:
                 f"{d['rejected']:,} + duplicates {d['duplicates']:,}"
             )
         else:
+            split = (
+                f"  (created {d['created']:,}, updated {d['updated']:,})"
+                if d.get("created") or d.get("updated")
+                else ""
+            )
             lines.append(
                 f"input {d['input']:,} = loaded {d['loaded']:,} + rejected {d['rejected']:,} "
-                f"+ duplicates {d['duplicates']:,}  (created {d['created']:,}, "
-                f"updated {d['updated']:,})"
+                f"+ duplicates {d['duplicates']:,}{split}"
             )
     if d.get("write_requests") is not None and d.get("dry_run"):
         seconds = d.get("estimated_seconds")

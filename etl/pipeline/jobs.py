@@ -14,7 +14,7 @@ from etl.pipeline.export import ExportJob, run_export
 from etl.pipeline.imports import ImportJob, run_import
 from etl.pipeline.migrate import MigrationJob, run_migration
 from etl.pipeline.run import RunProgress, RunSummary
-from etl.pipeline.spec import Connection, PipelineSpec
+from etl.pipeline.spec import TABLES, Connection, PipelineSpec
 from etl.transform.contact_input import NormalizeOptions
 
 Job = ExportJob | ImportJob | MigrationJob
@@ -70,9 +70,9 @@ def job_from_spec(
         )
     assert spec.source is not None and spec.target is not None
     source, target = retarget(spec.source), retarget(spec.target)
-    tables = (
-        spec.migrate.tables if spec.migrate is not None else ("contacts", "activities", "sales")
-    )
+    section = spec.migrate
+    tables = section.tables if section is not None else TABLES
+    properties = dict(section.properties) if section is not None else {}
     return MigrationJob(
         pipeline=spec.name,
         source_crm=source.crm,
@@ -82,6 +82,7 @@ def job_from_spec(
         out=out,
         tables=tables,
         dry_run=dry_run,
+        property_map=properties,
     )
 
 

@@ -412,6 +412,8 @@ class ImportSection(_Section):
 
 class MigrateSection(_Section):
     tables: tuple[TableName, ...] = TABLES
+    # Renames contact properties on the way: source name -> target name (e.g. a SalesNexus field).
+    properties: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("tables", mode="before")
     @classmethod
