@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from etl.clients.config import SalesManagoConfig
 from etl.clients.errors import (
@@ -46,8 +47,8 @@ def parse_response(raw: RawResponse) -> dict[str, Any]:
     if raw.status >= 500:
         raise TransientError(f"HTTP {raw.status} server error")
     try:
-        payload = json.loads(raw.body)
-    except (UnicodeDecodeError, ValueError):
+        payload = orjson.loads(raw.body)
+    except ValueError:
         if raw.status >= 400:
             raise APIError(f"HTTP {raw.status} with a body that is not JSON") from None
         raise TransientError("response body is not valid JSON") from None
@@ -110,7 +111,7 @@ class SalesManagoClient:
             "sha": self._sha,
             **body,
         }
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        data = orjson.dumps(payload)
         self._transport.stats.calls += 1
         return await self._transport.post(f"{self._base}/{path}", data, parse_response, what=path)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from etl.clients.config import SalesNexusConfig
 from etl.clients.errors import (
@@ -74,8 +75,8 @@ def _parse_batch(raw: RawResponse) -> list[dict[str, Any]]:
     if raw.status >= 400:
         raise APIError(f"SalesNexus HTTP {raw.status}")
     try:
-        payload = json.loads(raw.body)
-    except (UnicodeDecodeError, ValueError):
+        payload = orjson.loads(raw.body)
+    except ValueError:
         raise TransientError("response body is not valid JSON") from None
     if not isinstance(payload, list):
         raise TransientError("response JSON is not an array")
@@ -158,7 +159,7 @@ class SalesNexusClient:
             },
             "request-id": "login",
         }
-        body = json.dumps([call]).encode()
+        body = orjson.dumps([call])
         retry = self.config.retry
         attempts = max(1, retry.max_attempts)
         for attempt in range(1, attempts + 1):
@@ -260,7 +261,7 @@ class SalesNexusClient:
                     "request-id": str(self._request_seq),
                 }
             )
-        body = json.dumps(calls, ensure_ascii=False, separators=(",", ":")).encode()
+        body = orjson.dumps(calls)
         self.stats.calls += len(calls)
         elements = await self._transport.post(
             self.config.base_url, body, _parse_batch, what=f"{len(calls)} calls", paced=True
@@ -370,9 +371,9 @@ class SalesNexusClient:
                 self.call(
                     "import-contacts",
                     {
-                        "contacts": json.dumps(
-                            list(entries[start : start + MAX_IMPORT_ROWS]), ensure_ascii=False
-                        ),
+                        "contacts": orjson.dumps(
+                            list(entries[start : start + MAX_IMPORT_ROWS])
+                        ).decode(),
                         **flags,
                     },
                 )

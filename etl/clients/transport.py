@@ -33,6 +33,8 @@ log = logging.getLogger("etl.clients")
 
 T = TypeVar("T")
 
+LARGE_BODY = 256 * 1024
+
 JSON_HEADERS = {
     "Accept": "application/json",
     "Content-Type": "application/json;charset=UTF-8",
@@ -121,6 +123,8 @@ class HttpTransport:
                     self.stats.requests += 1
                     async with self.session.post(url, data=body) as response:
                         raw = RawResponse(response.status, response.headers, await response.read())
+                if len(raw.body) > LARGE_BODY:  # decoding a big page would stall the event loop
+                    return await asyncio.to_thread(parse, raw)
                 return parse(raw)
             except TransientError as exc:
                 error: Exception = exc

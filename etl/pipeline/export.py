@@ -97,7 +97,11 @@ async def run_export(job: ExportJob, progress: RunProgress | None = None) -> Run
                     sm_client, page_size=job.page_size, prefetch=job.prefetch_pages or 8
                 )
                 await pump_tables(
-                    source.batches, ["contacts"], salesmanago_transform, sinks, progress
+                    source.batches,
+                    ["contacts"],
+                    salesmanago_transform(job.tables),
+                    sinks,
+                    progress,
                 )
                 stats = sm_client.stats.as_dict()
         else:
@@ -168,8 +172,13 @@ async def pump_tables(
         raise first_error(group_error) from None
 
 
-def salesmanago_transform(batch: RawBatch) -> dict[str, pa.Table]:
-    return sm_transform.split_page(batch.records)
+def salesmanago_transform(tables: Sequence[str]) -> Transform:
+    """One page of contacts -> the requested tables (unrequested ones are never built)."""
+
+    def transform(batch: RawBatch) -> dict[str, pa.Table]:
+        return sm_transform.split_page(batch.records, tables)
+
+    return transform
 
 
 def salesnexus_transform(catalog: FieldCatalog) -> Transform:

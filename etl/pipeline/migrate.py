@@ -190,7 +190,8 @@ async def _extract(job: MigrationJob, client: Client, progress: RunProgress) -> 
     reading = RunProgress(job.pipeline)  # the run's own progress counts migrated rows
     if isinstance(client, SalesManagoClient):
         sm_source = SalesManagoSource(client, page_size=job.page_size)
-        await pump_tables(sm_source.batches, ["contacts"], salesmanago_transform, sinks, reading)
+        transform_sm = salesmanago_transform(list(sinks))
+        await pump_tables(sm_source.batches, ["contacts"], transform_sm, sinks, reading)
     else:
         catalog = FieldCatalog.from_api(await client.get_all_fields())
         sn_source = SalesNexusSource(client, page_size=job.page_size)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
+import orjson
 from aiohttp import web
 
 from etl.sandbox.config import SandboxConfig
@@ -40,7 +40,7 @@ def _ensure_loopback(host: str) -> None:
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=json.dumps(payload, ensure_ascii=False).encode(),
+        body=orjson.dumps(payload),
         status=status,
         content_type="application/json",
         charset="utf-8",
