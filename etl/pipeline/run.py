@@ -18,6 +18,19 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+class RunInterrupted(RuntimeError):
+    """A run stopped cleanly before the end (quota or retry budget exhausted, a signal).
+
+    Its state is committed in ``run_dir``; the same command with ``--resume run_dir`` continues
+    where it stopped. The CLI exits with the documented "resumable" code.
+    """
+
+    def __init__(self, run_dir: Path, reason: str) -> None:
+        super().__init__(f"{reason}; the run's state is saved in {run_dir}")
+        self.run_dir = run_dir
+        self.reason = reason
+
+
 def first_error(error: BaseException) -> BaseException:
     """The first leaf of a (nested) exception group: the failure a user should read."""
     while isinstance(error, BaseExceptionGroup):
