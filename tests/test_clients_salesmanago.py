@@ -146,3 +146,18 @@ async def test_retry_budget_exhausted_names_the_call_without_secrets(
         assert sm.stats.requests == 3 and info.value.attempts == 3
         for secret in (sm.credentials.api_key, sm.credentials.api_secret, client._sha):
             assert secret not in str(info.value) and secret not in caplog.text
+
+
+async def test_pace_adapts_down_when_the_real_quota_is_lower_than_configured() -> None:
+    quota = QuotaConfig(rate=10.0, burst=2, retry_after="seconds")
+    async with SalesManagoEmulator(SandboxConfig(contacts=4000, quota=quota)) as sm:
+        pacing = Pacing(rate=30.0, burst=1, max_in_flight=4)  # three times the real quota
+        async with SalesManagoClient(sm_config(sm, pacing=pacing)) as client:
+            seen: list[str] = []
+            for page in range(20):
+                result = await client.paginated_contacts(page, 200)
+                seen.extend(c["id"] for c in result.contacts)
+        assert len(seen) == 4000 == len(set(seen))
+        assert client.stats.paced_rate is not None and client.stats.paced_rate < 15.0
+        # without adapting, about every other request would have been refused
+        assert 0 < sm.stats.rate_limited <= 6

@@ -63,6 +63,7 @@ class TransportStats:
     waited_seconds: float = 0.0
     calls: int = 0
     logins: int = 0
+    paced_rate: float | None = None
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:

@@ -4,9 +4,10 @@ The transport knows nothing of either API. Each client passes a ``parse`` functi
 response into a value or raises: :class:`TransientError` (and :class:`RateLimitedError`) to retry,
 anything else to fail at once. Dropped connections and timeouts are transient too.
 
-Pacing is account-wide: one ``aiolimiter`` bucket and one semaphore per client, shared by every
+Pacing is account-wide: one adaptive rate limiter and one semaphore per client, shared by every
 call. After a 429 the whole account pauses until ``Retry-After`` has passed, so concurrent
-requests do not keep hitting a quota that is already spent.
+requests do not keep hitting a quota that is already spent, and the pace drops below the
+configured rate until a quiet spell lets it probe back up (see :mod:`etl.clients.pacing`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 from multidict import CIMultiDictProxy
 
 from etl.clients.config import Pacing, RetryPolicy, Timeouts
 from etl.clients.errors import RateLimitedError, RetryBudgetExhausted, TransientError
+from etl.clients.pacing import AdaptivePacer
 from etl.clients.results import TransportStats
 from etl.clients.retry import backoff_delay
 
@@ -66,9 +67,7 @@ class HttpTransport:
         self.timeouts = timeouts
         self.stats = TransportStats()
         self._rng = rng or random.Random()
-        self._limiter = (
-            AsyncLimiter(pacing.burst, pacing.burst / pacing.rate) if pacing.rate else None
-        )
+        self._pacer = AdaptivePacer(pacing.rate, pacing.burst) if pacing.rate else None
         self._in_flight = asyncio.Semaphore(pacing.max_in_flight)
         self._paused_until = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -96,8 +95,9 @@ class HttpTransport:
         if delay > 0:
             self.stats.waited_seconds += delay
             await asyncio.sleep(delay)
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        if self._pacer is not None:
+            await self._pacer.acquire()
+            self.stats.paced_rate = self._pacer.rate
 
     async def post(
         self,
@@ -131,6 +131,8 @@ class HttpTransport:
                 retry_after = exc.retry_after
                 if isinstance(exc, RateLimitedError):
                     self.stats.rate_limited += 1
+                    if self._pacer is not None:
+                        self._pacer.rate_limited()
                 elif "JSON" in str(exc):
                     self.stats.invalid_json += 1
                 else:
