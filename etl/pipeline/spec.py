@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +35,7 @@ from etl.clients.config import (
     SalesNexusConfig,
     Timeouts,
 )
+from etl.transform.contact_input import CANONICAL_COLUMNS
 
 TableName = Literal["contacts", "activities", "sales"]
 TABLES: tuple[TableName, ...] = ("contacts", "activities", "sales")
@@ -363,24 +365,7 @@ class ExportSection(_Section):
         return _check_tables(value)
 
 
-CANONICAL_TARGETS = (
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "phone",
-    "fax",
-    "company",
-    "street",
-    "zip_code",
-    "city",
-    "province",
-    "country",
-    "state",
-    "external_id",
-    "birthday",
-    "tags",
-)
+CANONICAL_TARGETS = CANONICAL_COLUMNS  # what an [import.mapping] column may map to
 
 
 class ImportSection(_Section):
@@ -390,8 +375,23 @@ class ImportSection(_Section):
     mapping: dict[str, str] = Field(default_factory=dict)
     unmapped: Literal["properties", "ignore"] = "properties"
     duplicates: Literal["last", "reject"] = "last"
-    default_region: str | None = Field(None, min_length=2, max_length=2)
+    default_region: str | None = None
     dayfirst: bool = True
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        # Checked here, not only when the run builds its options: a bad region is a spec error
+        # (exit 2 naming the file and key), not an internal error half way into the run.
+        if value is None:
+            return None
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"unknown region {_show(value)} (expected a two-letter country code such as "
+                "DE, PL or US)"
+            )
+        return region
 
     @field_validator("mapping")
     @classmethod

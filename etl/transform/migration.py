@@ -29,6 +29,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 
+from etl.transform.contact_input import CANONICAL_COLUMNS
 from etl.transform.salesnexus import FieldCatalog
 
 Crm = Literal["salesmanago", "salesnexus"]
@@ -39,21 +40,7 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 MAX_EMAIL_LENGTH = 255
 
 # Canonical contact columns copied into the contact load frame as they are.
-CONTACT_TEXT_COLUMNS = (
-    "name",
-    "first_name",
-    "last_name",
-    "phone",
-    "fax",
-    "company",
-    "street",
-    "zip_code",
-    "city",
-    "province",
-    "country",
-    "state",
-    "external_id",
-)
+CONTACT_TEXT_COLUMNS = tuple(c for c in CANONICAL_COLUMNS if c not in ("email", "birthday", "tags"))
 
 # The reference's limits for the values built here (texts copied as they are are left to the CRM,
 # whose refusal lands in rejects with its message).
