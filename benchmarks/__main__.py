@@ -11,7 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks import export_throughput, quota_utilisation
+from benchmarks import (
+    baseline,
+    export_throughput,
+    import_throughput,
+    memory,
+    quota_utilisation,
+    soak,
+    throughput_1m,
+    transform_cost,
+)
 from benchmarks.common import SummaryRow, exit_on_failure, note, print_table, write_results
 
 Benchmark = tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], list[SummaryRow]]]
@@ -19,6 +28,12 @@ Benchmark = tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], 
 BENCHMARKS: list[Benchmark] = [
     (export_throughput.NAME, export_throughput.run, export_throughput.summary_rows),
     (quota_utilisation.NAME, quota_utilisation.run, quota_utilisation.summary_rows),
+    (import_throughput.NAME, import_throughput.run, import_throughput.summary_rows),
+    (memory.NAME, memory.run, memory.summary_rows),
+    (throughput_1m.NAME, throughput_1m.run, throughput_1m.summary_rows),
+    (transform_cost.NAME, transform_cost.run, transform_cost.summary_rows),
+    (baseline.NAME, baseline.run, baseline.summary_rows),
+    (soak.QUICK_NAME, soak.run_quick, soak.summary_rows),  # python -m benchmarks.soak: 20k
 ]
 
 

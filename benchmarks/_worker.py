@@ -1,4 +1,6 @@
-"""Runs one export in this (fresh) process and measures it: ``python -m benchmarks._worker``.
+"""Runs one export or import in this (fresh) process and measures it.
+
+``python -m benchmarks._worker``: the job's ``kind`` says which (``export`` if absent).
 
 The job arrives as JSON on stdin (it carries the sandbox's demo credentials, which stay off any
 command line); the result is written to the file the job names. Peak RSS and CPU seconds come
@@ -21,6 +23,9 @@ from pydantic import SecretStr
 from benchmarks.profiling import ThreadedProfile
 from etl.clients import Pacing, SalesManagoConfig, SalesNexusConfig
 from etl.pipeline.export import ExportJob, run_export
+from etl.pipeline.imports import ImportJob, run_import
+from etl.pipeline.run import RunSummary
+from etl.transform.contact_input import NormalizeOptions
 
 
 def build_connection(
@@ -54,10 +59,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def main() -> None:
-    job = json.loads(sys.stdin.read())
+def export_job(job: dict[str, Any]) -> ExportJob:
     spec = job["spec"]
-    export = ExportJob(
+    return ExportJob(
         pipeline=f"bench-{spec['crm']}",
         crm=spec["crm"],
         connection=build_connection(spec["crm"], job["connection"], spec),
@@ -65,6 +69,32 @@ def main() -> None:
         tables=tuple(spec["tables"]),
         page_size=spec["page_size"],
     )
+
+
+def import_job(job: dict[str, Any]) -> ImportJob:
+    """A CSV import (``spec`` names ``csv``, ``mapping``, ``default_region``, ``duplicates``)."""
+    spec = job["spec"]
+    return ImportJob(
+        pipeline=f"bench-import-{spec['crm']}",
+        csv_path=Path(spec["csv"]),
+        target_crm=spec["crm"],
+        target=build_connection(spec["crm"], job["connection"], spec),
+        out=Path(job["out"]),
+        mapping=spec.get("mapping"),
+        options=NormalizeOptions(default_region=spec.get("default_region")),
+        duplicates=spec.get("duplicates", "last"),
+    )
+
+
+async def run(job: dict[str, Any]) -> RunSummary:
+    if job.get("kind") == "import":
+        return await run_import(import_job(job))
+    return await run_export(export_job(job))
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    spec = job["spec"]
     baseline_rss = peak_rss_mb()  # the interpreter with pandas, pyarrow, aiohttp imported
     cpu_before = cpu_seconds()
     started = time.monotonic()
@@ -72,7 +102,7 @@ def main() -> None:
         ThreadedProfile(Path(spec["profile"])) if spec.get("profile") else contextlib.nullcontext()
     )
     with profiling:
-        summary = asyncio.run(run_export(export))
+        summary = asyncio.run(run(job))
     wall = time.monotonic() - started
     result = {
         "summary": summary.as_dict(),

@@ -280,14 +280,20 @@ class ExportMeasurement:
         return data
 
 
-def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasurement:
-    """Reset the emulator's stats and quota, run ``spec`` in a fresh process, read both sides."""
-    sandbox.reset(spec.crm)
+def run_worker(
+    sandbox: SandboxProcess, crm: Crm, job: dict[str, Any]
+) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    """Reset ``crm``'s emulator, run ``job`` in a fresh ``benchmarks._worker`` process.
+
+    ``job`` gets the connection, an output directory and a result path added. Returns the
+    worker's result, the sandbox CPU seconds spent meanwhile and the emulator's statistics.
+    """
+    sandbox.reset(crm)
     with tempfile.TemporaryDirectory(prefix="crm-etl-bench-") as tmp:
         result_path = Path(tmp) / "result.json"
         job = {
-            "spec": {**asdict(spec), "tables": list(spec.tables)},
-            "connection": sandbox.info[spec.crm],
+            **job,
+            "connection": sandbox.info[crm],
             "out": str(Path(tmp) / "out"),
             "result": str(result_path),
         }
@@ -303,8 +309,15 @@ def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasureme
         sandbox_cpu = sandbox.cpu_seconds() - cpu_before
         if proc.returncode != 0 or not result_path.exists():
             tail = proc.stderr.decode(errors="replace")[-3000:]
-            raise BenchmarkError(f"the export worker failed (exit {proc.returncode}):\n{tail}")
+            raise BenchmarkError(f"the benchmark worker failed (exit {proc.returncode}):\n{tail}")
         result = json.loads(result_path.read_text())
+    return result, sandbox_cpu, sandbox.stats(crm)
+
+
+def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasurement:
+    """Reset the emulator's stats and quota, run ``spec`` in a fresh process, read both sides."""
+    job = {"kind": "export", "spec": {**asdict(spec), "tables": list(spec.tables)}}
+    result, sandbox_cpu, sandbox_stats = run_worker(sandbox, spec.crm, job)
     summary = result["summary"]
     return ExportMeasurement(
         spec=spec,
@@ -318,7 +331,7 @@ def measure_export(sandbox: SandboxProcess, spec: ExportSpec) -> ExportMeasureme
         client_peak_rss_mb=float(result["peak_rss_mb"]),
         client_baseline_rss_mb=float(result["baseline_rss_mb"]),
         sandbox_cpu_s=sandbox_cpu,
-        sandbox_stats=sandbox.stats(spec.crm),
+        sandbox_stats=sandbox_stats,
     )
 
 
@@ -372,6 +385,7 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "platform": sys.platform,
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # others sharing the CPUs
     }
 
 

@@ -12,4 +12,4 @@ class ExitCode(IntEnum):
     CREDENTIALS = 3  # credentials missing (env var) or refused by the CRM
     CRM_ERROR = 4  # the CRM refused a call (limit, invalid parameter, ...)
     PARTIAL = 5  # finished, but some rows were rejected (see rejects.csv)
-    RESUMABLE = 75  # transient trouble outlasted the retry budget; run again later
+    RESUMABLE = 75  # stopped early (retry budget exhausted, a signal); state saved: --resume

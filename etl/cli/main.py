@@ -2,6 +2,11 @@
 
 Every command turns bad input into a one-line error and a documented exit code (see
 :mod:`etl.cli.exit_codes`); a traceback appears only for a bug, and only with ``--verbose``.
+
+A run that stops early (the CRM kept failing beyond the retry budget, or SIGINT/SIGTERM) saves
+its state, prints the exact command that resumes it (the same command line plus
+``--resume RUN_DIR``) and exits 75. A second signal exits at once (130); the state is still
+consistent (SQLite WAL, one transaction per record).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable, Coroutine
+import shlex
+import signal
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,8 +43,8 @@ from etl.clients import (
     SalesNexusConfig,
 )
 from etl.extract.csv_input import InputFileError
-from etl.pipeline.jobs import describe, job_from_spec, run_job
-from etl.pipeline.run import RunProgress, RunSummary
+from etl.pipeline.jobs import Job, describe, job_from_spec, run_dir, run_job
+from etl.pipeline.run import RunInterrupted, RunProgress, RunSummary
 from etl.pipeline.spec import (
     Connection,
     PipelineSpec,
@@ -45,6 +52,7 @@ from etl.pipeline.spec import (
     load_spec,
     validate_spec,
 )
+from etl.pipeline.state import ResumeError, RunState
 from etl.sandbox import Sandbox
 from etl.transform import TABLES
 from etl.transform.contact_input import MappingError
@@ -53,6 +61,8 @@ log = logging.getLogger("etl.cli")
 T = TypeVar("T")
 
 CRMS = ("salesmanago", "salesnexus")
+ARGV_KEY = "crm_etl.argv"
+RESUMABLE_STATUSES = ("interrupted", "running", "failed")
 
 
 class RunFailed(click.ClickException):
@@ -63,10 +73,105 @@ class RunFailed(click.ClickException):
         self.exit_code = int(code)
 
 
+class _Cancelled(Exception):
+    """The run was cancelled by a signal; its state (if any) is in ``run_dir``."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        super().__init__("cancelled")
+        self.run_dir = run_dir
+
+
+class _SignalGuard:
+    """SIGINT/SIGTERM while a command runs: the first cancels its task (the runner saves its
+    state and stops), a second exits at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig, task)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, not main thread
+                continue
+            installed.append(sig)
+        try:
+            return await coro
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+                if self.received is not None:  # stopping already: another signal ends it now
+                    signal.signal(sig, self._exit_now)
+
+    def _on_signal(self, sig: signal.Signals, task: asyncio.Task[Any]) -> None:
+        if self.received is not None:
+            self._exit_now(sig, None)
+        self.received = sig.name
+        log.warning(
+            "%s: stopping and saving the run's state (send it again to stop at once)", sig.name
+        )
+        task.cancel()
+
+    @staticmethod
+    def _exit_now(signum: int, _frame: object) -> None:
+        os.write(2, f"\n{signal.Signals(signum).name} again: stopping at once\n".encode())
+        os._exit(130)
+
+
+def _resume_command(run_dir: Path) -> str | None:
+    """The command line that was run plus ``--resume run_dir`` (None: this command has no
+    ``--resume``, e.g. ``demo``); without a recorded command line, a description of it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and not any(p.name == "resume" for p in ctx.command.params):
+        return None
+    argv = ctx.meta.get(ARGV_KEY) if ctx is not None else None
+    if argv is None:
+        return f"the same command with --resume {shlex.quote(str(run_dir))}"
+    return shlex.join(["crm-etl", *_without_resume(argv), "--resume", str(run_dir)])
+
+
+def _without_resume(argv: Sequence[str]) -> list[str]:
+    args: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            args.append(arg)
+    return args
+
+
+def _interrupted(reason: str, run_dir: Path | None) -> RunFailed:
+    """Exit 75 with the command that resumes the run, when its state says it can resume."""
+    status = RunState.status_of(run_dir) if run_dir is not None else None
+    command = _resume_command(run_dir) if run_dir is not None else None
+    if run_dir is None or command is None or status not in RESUMABLE_STATUSES:
+        return RunFailed(f"{reason}; run the same command again", ExitCode.RESUMABLE)
+    return RunFailed(
+        f"{reason}; the run's state is saved in {run_dir}.\nResume it with:\n  {command}",
+        ExitCode.RESUMABLE,
+    )
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine, mapping every expected failure to a message and exit code."""
+    guard = _SignalGuard()
     try:
-        return asyncio.run(coro)
+        return asyncio.run(guard.run(coro))
+    except RunInterrupted as exc:
+        raise _interrupted(exc.reason, exc.run_dir) from None
+    except _Cancelled as exc:
+        raise _interrupted(f"interrupted by {guard.received or 'a signal'}", exc.run_dir) from None
+    except asyncio.CancelledError:
+        raise _interrupted(f"interrupted by {guard.received or 'a signal'}", None) from None
+    except ResumeError as exc:
+        raise RunFailed(str(exc), ExitCode.USAGE) from None
     except SpecError as exc:
         code = ExitCode.CREDENTIALS if "environment variable" in str(exc) else ExitCode.USAGE
         raise RunFailed(str(exc), code) from None
@@ -81,8 +186,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         ) from None
     except CRMError as exc:
         raise RunFailed(str(exc), ExitCode.CRM_ERROR) from None
-    except KeyboardInterrupt:
-        raise RunFailed("interrupted", ExitCode.RESUMABLE) from None
+    except KeyboardInterrupt:  # before the signal handlers were installed
+        raise RunFailed("interrupted; run the same command again", ExitCode.RESUMABLE) from None
     except (click.ClickException, click.exceptions.Exit):
         raise
     except Exception as exc:
@@ -112,7 +217,38 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """The root group; it remembers the command line, so an interrupted run can print the exact
+    command that resumes it."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        argv = list(args)
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta[ARGV_KEY] = argv
+        return ctx
+
+
+def _resume_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--resume",
+        "resume",
+        metavar="RUN_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=help_text,
+    )
+
+
+@click.group(
+    cls=_Cli,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="crm-etl")
 def cli() -> None:
     """Move CRM data in bulk between SALESmanago, SalesNexus and files.
@@ -141,6 +277,7 @@ async def _run_spec(
     log_format: LogFormat,
     dry_run: bool = False,
     cwd: Path | None = None,
+    resume: Path | None = None,
 ) -> RunSummary:
     if dry_run and spec.kind == "export":
         raise SpecError(f"{spec.origin}: --dry-run applies to import and migrate pipelines")
@@ -148,11 +285,16 @@ async def _run_spec(
     def retarget(connection: Connection) -> Connection:
         return point_at_sandbox(connection, sandbox) if sandbox is not None else connection
 
-    job = job_from_spec(spec, os.environ, out=out, cwd=cwd, dry_run=dry_run, retarget=retarget)
+    job = job_from_spec(
+        spec, os.environ, out=out, cwd=cwd, dry_run=dry_run, retarget=retarget, resume=resume
+    )
     log.info("%s: %s", spec.name, describe(job))
     progress = RunProgress(spec.name)
-    async with show_progress(progress, log_format):
-        summary = await run_job(job, progress)
+    try:
+        async with show_progress(progress, log_format):
+            summary = await run_job(job, progress)
+    except asyncio.CancelledError:  # only a signal cancels a command: say how to resume
+        raise _Cancelled(_state_dir(job)) from None
     log.info(
         "%s: %s, %s rows in %.1fs",
         spec.name,
@@ -161,6 +303,10 @@ async def _run_spec(
         summary.duration_s,
     )
     return summary
+
+
+def _state_dir(job: Job) -> Path | None:
+    return None if getattr(job, "dry_run", False) else run_dir(job)
 
 
 def _dry_run_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -190,9 +336,18 @@ def _exit_for(summaries: list[RunSummary]) -> None:
     help="Write outputs here instead of the spec's destination path.",
 )
 @_dry_run_option
+@_resume_option(
+    "Continue the interrupted run saved in RUN_DIR (printed when it stopped): an export's "
+    "<out>/_runs/<run_id>, an import's or a migration's output directory."
+)
 @common_options
 def run(
-    spec_path: Path, sandbox: bool, out: Path | None, dry_run: bool, log_format: LogFormat
+    spec_path: Path,
+    sandbox: bool,
+    out: Path | None,
+    dry_run: bool,
+    resume: Path | None,
+    log_format: LogFormat,
 ) -> None:
     """Run the pipeline described by the TOML file SPEC (export, import or migrate).
 
@@ -201,13 +356,19 @@ def run(
       crm-etl run pipelines/nightly_export_salesnexus.toml
       crm-etl run pipelines/nightly_export_salesmanago.toml --sandbox --out /tmp/export
       crm-etl run pipelines/csv_to_salesmanago.toml --dry-run
+      crm-etl run pipelines/csv_to_salesmanago.toml --resume runs/csv_to_salesmanago
     """
 
     async def main() -> RunSummary:
         spec = load_spec(spec_path)
         async with optional_sandbox(sandbox) as emulators:
             return await _run_spec(
-                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+                spec,
+                sandbox=emulators,
+                out=out,
+                log_format=log_format,
+                dry_run=dry_run,
+                resume=resume,
             )
 
     summaries = [run_async(main())]
@@ -248,6 +409,7 @@ def _parse_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
 @click.option(
     "--rate", type=float, default=5.0, show_default=True, help="Requests per second to allow."
 )
+@_resume_option("Continue the interrupted export saved in RUN_DIR (<out>/_runs/<run_id>).")
 @common_options
 def export(
     crm: CrmName,
@@ -256,6 +418,7 @@ def export(
     out: Path,
     sandbox: bool,
     rate: float,
+    resume: Path | None,
     log_format: LogFormat,
 ) -> None:
     """Export tables from a CRM to a Parquet dataset or CSV files, without writing a spec.
@@ -275,7 +438,9 @@ def export(
 
     async def main() -> RunSummary:
         async with optional_sandbox(sandbox) as emulators:
-            return await _run_spec(spec, sandbox=emulators, out=out, log_format=log_format)
+            return await _run_spec(
+                spec, sandbox=emulators, out=out, log_format=log_format, resume=resume
+            )
 
     print_summaries([run_async(main())], log_format)
 
@@ -332,7 +497,14 @@ def _read_mapping(path: Path | None) -> tuple[dict[str, str] | None, str | None]
 )
 @click.option("--region", help="Default country (e.g. DE, US) to put phones in E.164 form.")
 @click.option("--sandbox", is_flag=True, help="Import into in-process seeded emulators.")
+@click.option(
+    "--rate", type=float, default=5.0, show_default=True, help="Requests per second to allow."
+)
 @_dry_run_option
+@_resume_option(
+    "Continue the interrupted import whose outputs and state are in RUN_DIR (its --out): "
+    "chunks the CRM already confirmed are not sent again."
+)
 @common_options
 def import_(
     csv_path: Path,
@@ -343,14 +515,19 @@ def import_(
     unmapped: str,
     region: str | None,
     sandbox: bool,
+    rate: float,
     dry_run: bool,
+    resume: Path | None,
     log_format: LogFormat,
 ) -> None:
     """Import the contacts of a CSV file into a CRM, every row loaded or rejected with a reason.
 
     Headers are mapped automatically (First Name, E-mail, Phone 1, Zip/Postal Code, ...); the
-    mapping used is printed. Credentials come from the environment as for `export`.
+    mapping used is printed. Credentials come from the environment as for `export`. An
+    interrupted import prints the command that resumes it (the same one with --resume).
     """
+    if resume is not None and _defaulted("out"):
+        out = resume
     mapping, file_region = _read_mapping(mapping_path)
     section: dict[str, Any] = {
         "input": str(csv_path),
@@ -365,7 +542,7 @@ def import_(
         {
             "pipeline": {"name": f"import_{crm}", "kind": "import"},
             "import": section,
-            "target": connection_from_env(crm).model_dump(),
+            "target": {**connection_from_env(crm).model_dump(), "pacing": {"rate": rate}},
             "destination": {"path": str(out)},
         }
     )
@@ -373,12 +550,23 @@ def import_(
     async def main() -> RunSummary:
         async with optional_sandbox(sandbox) as emulators:
             return await _run_spec(
-                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+                spec,
+                sandbox=emulators,
+                out=out,
+                log_format=log_format,
+                dry_run=dry_run,
+                resume=resume,
             )
 
     summaries = [run_async(main())]
     print_summaries(summaries, log_format)
     _exit_for(summaries)
+
+
+def _defaulted(param: str) -> bool:
+    """Whether the option ``param`` of the current command was left at its default."""
+    source = click.get_current_context().get_parameter_source(param)
+    return source in (None, click.core.ParameterSource.DEFAULT)
 
 
 # --- migrate ------------------------------------------------------------------------------------
@@ -402,6 +590,7 @@ def import_(
 )
 @click.option("--sandbox", is_flag=True, help="Migrate between in-process seeded emulators.")
 @_dry_run_option
+@_resume_option("Continue the interrupted migration whose outputs and state are in RUN_DIR.")
 @common_options
 def migrate(
     source: CrmName,
@@ -410,6 +599,7 @@ def migrate(
     out: Path | None,
     sandbox: bool,
     dry_run: bool,
+    resume: Path | None,
     log_format: LogFormat,
 ) -> None:
     """Move contacts, activities and sales from one CRM to the other, with an id crosswalk.
@@ -419,7 +609,7 @@ def migrate(
     """
     if source == target:
         raise click.BadParameter("--from and --to must be different CRMs", param_hint="--to")
-    out = out or Path(f"runs/migrate_{source}_to_{target}")
+    out = out or resume or Path(f"runs/migrate_{source}_to_{target}")
     spec = _command_spec(
         {
             "pipeline": {"name": f"migrate_{source}_to_{target}", "kind": "migrate"},
@@ -433,7 +623,12 @@ def migrate(
     async def main() -> RunSummary:
         async with optional_sandbox(sandbox) as emulators:
             return await _run_spec(
-                spec, sandbox=emulators, out=out, log_format=log_format, dry_run=dry_run
+                spec,
+                sandbox=emulators,
+                out=out,
+                log_format=log_format,
+                dry_run=dry_run,
+                resume=resume,
             )
 
     summaries = [run_async(main())]

@@ -308,7 +308,8 @@ def sandbox(
 
     points every other command at the sandbox (--json prints one JSON line instead). The data
     is seeded deterministically; quota, faults and token lifetime are configurable to rehearse
-    failures. Statistics: GET {base_url}/_sandbox/stats; POST {base_url}/_sandbox/reset.
+    failures. Statistics: GET {base_url}/_sandbox/stats; POST {base_url}/_sandbox/reset;
+    change faults while serving: POST {base_url}/_sandbox/faults with e.g. {"server_error": 1.0}.
     """
     overrides: dict[str, Any] = {
         "server_error": server_error,

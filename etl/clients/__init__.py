@@ -12,6 +12,7 @@ from etl.clients.config import (
     Timeouts,
 )
 from etl.clients.errors import (
+    AmbiguousWriteError,
     APIError,
     AuthenticationError,
     CRMError,
@@ -26,6 +27,7 @@ from etl.clients.salesnexus import SalesNexusClient
 
 __all__ = [
     "APIError",
+    "AmbiguousWriteError",
     "AuthenticationError",
     "CRMError",
     "ContactPage",

@@ -48,6 +48,16 @@ class RateLimitedError(TransientError):
     """HTTP 429; ``retry_after`` holds the server's ``Retry-After`` in seconds when given."""
 
 
+class AmbiguousWriteError(CRMError):
+    """A write that is not safe to repeat failed after it may have reached the CRM.
+
+    A dropped connection, a lost or garbled answer or a 5xx leaves it unknown whether the CRM
+    applied the write. Upserts are simply retried; creates (a PURCHASE event, a SalesNexus
+    activity, note or sales opportunity) are not, since a blind retry could duplicate the record:
+    look it up first, then send it again if it is not there.
+    """
+
+
 class RetryBudgetExhausted(CRMError):
     """Transient failures outlasted the retry budget. The run may be resumed later."""
 

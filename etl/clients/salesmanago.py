@@ -102,8 +102,13 @@ class SalesManagoClient:
         await self._transport.aclose()
 
     # -- the one way out --------------------------------------------------------------------
-    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST one method with the authentication block; returns the parsed envelope."""
+    async def call(
+        self, path: str, body: dict[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """POST one method with the authentication block; returns the parsed envelope.
+
+        ``idempotent=False`` marks a write that must not be repeated blindly (see
+        :class:`~etl.clients.errors.AmbiguousWriteError`)."""
         payload = {
             "clientId": self.config.client_id,
             "apiKey": self.config.api_key.get_secret_value(),
@@ -113,7 +118,9 @@ class SalesManagoClient:
         }
         data = orjson.dumps(payload)
         self._transport.stats.calls += 1
-        return await self._transport.post(f"{self._base}/{path}", data, parse_response, what=path)
+        return await self._transport.post(
+            f"{self._base}/{path}", data, parse_response, what=path, idempotent=idempotent
+        )
 
     # -- reads ------------------------------------------------------------------------------
     async def paginated_contacts(self, page: int, size: int = MAX_PAGE_SIZE) -> ContactPage:
@@ -206,6 +213,7 @@ class SalesManagoClient:
         answer = await self.call(
             "contact/addContactExtEvent",
             {"owner": self.config.owner, **who, "contactEvent": event},
+            idempotent=False,  # every call adds an event
         )
         return str(answer["eventId"])
 

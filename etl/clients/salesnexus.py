@@ -24,6 +24,7 @@ import orjson
 
 from etl.clients.config import SalesNexusConfig
 from etl.clients.errors import (
+    AmbiguousWriteError,
     APIError,
     AuthenticationError,
     CRMError,
@@ -44,6 +45,11 @@ MAX_CALLS_PER_REQUEST = 25
 MAX_PAGE_SIZE = 1000
 MAX_IMPORT_ROWS = 1000
 
+# Calls that create a record each time they run: never repeated blindly after an ambiguous failure.
+NOT_IDEMPOTENT = frozenset(
+    {"create-contact", "create-activity", "create-sales-opp", "create-note", "complete-activity"}
+)
+
 _LISTINGS = {
     "get-contacts": ("contact-ids", "contacts"),
     "get-activities": ("activity-ids", "activities"),
@@ -56,6 +62,7 @@ class _PendingCall:
     function: str
     parameters: dict[str, Any]
     future: asyncio.Future[Any]
+    idempotent: bool = True
     attempts: int = 0
     relogged: bool = False
     token_used: str | None = field(default=None, repr=False)
@@ -203,9 +210,14 @@ class SalesNexusClient:
 
     # -- packing ----------------------------------------------------------------------------
     async def call(self, function: str, parameters: dict[str, Any] | None = None) -> Any:
-        """Run one API call; it travels packed with whatever other calls are queued."""
+        """Run one API call; it travels packed with whatever other calls are queued.
+
+        Creates (``create-*``, ``complete-activity``) are never repeated after a failure that
+        leaves it unknown whether they were applied: they raise ``AmbiguousWriteError``.
+        """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingCall(function, dict(parameters or {}), future))
+        idempotent = function not in NOT_IDEMPOTENT
+        self._pending.append(_PendingCall(function, dict(parameters or {}), future, idempotent))
         self._has_pending.set()
         self._start_senders()
         return await future
@@ -263,9 +275,23 @@ class SalesNexusClient:
             )
         body = orjson.dumps(calls)
         self.stats.calls += len(calls)
-        elements = await self._transport.post(
-            self.config.base_url, body, _parse_batch, what=f"{len(calls)} calls", paced=True
-        )
+        try:
+            elements = await self._transport.post(
+                self.config.base_url,
+                body,
+                _parse_batch,
+                what=f"{len(calls)} calls",
+                paced=True,
+                idempotent=all(p.idempotent for p in batch),
+            )
+        except AmbiguousWriteError as exc:
+            # The reads and upserts of the batch are safe to send again; the creates are not.
+            for pending in batch:
+                if pending.idempotent:
+                    self._requeue(pending)
+                elif not pending.future.done():
+                    pending.future.set_exception(AmbiguousWriteError(str(exc)))
+            return
         by_id = {str(e.get("request-id")): e for e in elements if isinstance(e, dict)}
         for pending, sent in zip(batch, calls, strict=True):
             element = by_id.get(sent["request-id"])

@@ -25,7 +25,12 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from etl.clients.config import Pacing, RetryPolicy, Timeouts
-from etl.clients.errors import RateLimitedError, RetryBudgetExhausted, TransientError
+from etl.clients.errors import (
+    AmbiguousWriteError,
+    RateLimitedError,
+    RetryBudgetExhausted,
+    TransientError,
+)
 from etl.clients.pacing import AdaptivePacer
 from etl.clients.results import TransportStats
 from etl.clients.retry import backoff_delay
@@ -107,11 +112,14 @@ class HttpTransport:
         *,
         what: str,
         paced: bool = False,
+        idempotent: bool = True,
     ) -> T:
         """POST ``body`` and parse the answer, retrying transient failures within the budget.
 
         ``paced`` says the caller already waited in :meth:`pace` for the first attempt (the
-        SalesNexus dispatcher does, so that it packs every call that queued meanwhile).
+        SalesNexus dispatcher does, so that it packs every call that queued meanwhile). A request
+        that is not ``idempotent`` is retried only when it surely did not reach the CRM (a 429,
+        a refused connection); any other failure raises :class:`AmbiguousWriteError`.
         """
         attempt = 0
         while True:
@@ -141,6 +149,11 @@ class HttpTransport:
                 error = exc
                 retry_after = None
                 self.stats.connection_errors += 1
+            if not idempotent and not _surely_unapplied(error):
+                raise AmbiguousWriteError(
+                    f"{self.name} {what}: the CRM may or may not have applied this write "
+                    f"({describe(error)})"
+                ) from error
             if attempt >= self.retry.max_attempts:
                 raise RetryBudgetExhausted(
                     f"{self.name} {what}", attempts=attempt, last_error=describe(error)
@@ -168,6 +181,11 @@ class HttpTransport:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.aclose()
+
+
+def _surely_unapplied(error: BaseException) -> bool:
+    """A 429 or a connection that was never made: the request cannot have been processed."""
+    return isinstance(error, RateLimitedError | aiohttp.ClientConnectorError)
 
 
 def describe(error: BaseException) -> str:

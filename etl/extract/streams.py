@@ -36,7 +36,9 @@ class SalesManagoSource:
         self.page_size = page_size
         self.prefetch = prefetch
 
-    async def batches(self, stream: str = "contacts") -> AsyncIterator[RawBatch]:
+    async def batches(self, stream: str = "contacts", *, start: int = 0) -> AsyncIterator[RawBatch]:
+        """Pages from page number ``start`` on (a resumed run passes the page after its cursor);
+        a batch's ``key`` is its page number."""
         if stream != "contacts":
             raise ValueError(f"SALESmanago has no stream {stream!r}")
 
@@ -45,7 +47,7 @@ class SalesManagoSource:
 
         pages = prefetch_pages(
             fetch,
-            itertools.count(),
+            itertools.count(start),
             window=self.prefetch,
             is_last=lambda p: not p.has_more or not p.contacts,
         )
@@ -68,7 +70,9 @@ class SalesNexusSource:
         self.page_size = page_size
         self.prefetch = prefetch
 
-    async def batches(self, stream: str) -> AsyncIterator[RawBatch]:
+    async def batches(self, stream: str, *, start: int = 0) -> AsyncIterator[RawBatch]:
+        """Pages from the ``start-after`` offset ``start`` on (a multiple of the page size); a
+        batch's ``key`` is its offset."""
         listing = {
             "contacts": self.client.get_contacts,
             "activities": self.client.get_activities,
@@ -82,7 +86,7 @@ class SalesNexusSource:
 
         pages = prefetch_pages(
             fetch,
-            itertools.count(0, self.page_size),
+            itertools.count(start, self.page_size),
             window=self.prefetch,
             is_last=lambda p: len(p.ids) < self.page_size,
         )

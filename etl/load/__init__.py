@@ -13,13 +13,17 @@ from etl.load.manifest import (
 )
 from etl.load.parquet_sink import ParquetDatasetSink
 from etl.load.sink import SchemaMismatchError, TableSink, WrittenFile
+from etl.load.staging import ResumableSink, StagedFile, StagingError
 
 __all__ = [
     "CsvSink",
     "FileFormat",
     "ParquetDatasetSink",
+    "ResumableSink",
     "RunManifest",
     "SchemaMismatchError",
+    "StagedFile",
+    "StagingError",
     "TableManifest",
     "TableSink",
     "WrittenFile",

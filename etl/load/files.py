@@ -34,8 +34,9 @@ def make_sink(
     partition_date: date,
     run_id: str,
     replace_partition: bool = False,
-) -> TableSink:
-    """A sink writing ``table`` under ``root`` in ``fmt``."""
+    staging: Path | None = None,
+) -> ParquetDatasetSink | CsvSink:
+    """A sink writing ``table`` under ``root`` in ``fmt`` (staged under ``staging`` if given)."""
     if fmt == "parquet":
         return ParquetDatasetSink(
             root,
@@ -44,7 +45,10 @@ def make_sink(
             partition_date=partition_date,
             run_id=run_id,
             replace_partition=replace_partition,
+            staging=staging,
         )
     if fmt == "csv":
-        return CsvSink(root, table, schema, run_id=run_id, partition_date=partition_date)
+        return CsvSink(
+            root, table, schema, run_id=run_id, partition_date=partition_date, staging=staging
+        )
     raise ValueError(f"unknown output format {fmt!r}; expected 'parquet' or 'csv'")

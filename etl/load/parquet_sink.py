@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -12,8 +13,20 @@ import pyarrow.parquet as pq
 
 from etl.load.atomic import check_name, fsync_dir, fsync_file, remove_quietly, temp_path_for
 from etl.load.sink import SinkContextMixin, WrittenFile, conform
+from etl.load.staging import StagedFile, StagingError, locate
 
 PARTITION_COLUMN = "dt"
+
+
+@dataclass
+class _Part:
+    """A finished part file: still staged, made durable by a checkpoint, or already published."""
+
+    index: int
+    rows: int
+    bytes: int = 0
+    durable: bool = False
+    published: bool = False
 
 
 class ParquetDatasetSink(SinkContextMixin):
@@ -27,6 +40,12 @@ class ParquetDatasetSink(SinkContextMixin):
     directory name. ``rows_written`` counts rows accepted by ``write()``. With
     ``replace_partition`` (full snapshots), publishing also removes the parts earlier runs left in
     the same partition, so a re-run on the same day replaces that day instead of doubling it.
+
+    Resumable runs pass ``staging`` (a directory under ``root`` that readers skip, e.g.
+    ``<root>/_runs/<run_id>/staging``): parts are written there instead of as hidden files.
+    :meth:`checkpoint` ends the current part (so a part ends where the caller's page ends) and
+    makes every part durable; :meth:`resume` adopts the parts of a checkpoint; :meth:`suspend`
+    keeps them while dropping the rest. See :mod:`etl.load.staging`.
     """
 
     def __init__(
@@ -41,6 +60,7 @@ class ParquetDatasetSink(SinkContextMixin):
         max_rows_per_file: int = 1_000_000,
         compression: str = "zstd",
         replace_partition: bool = False,
+        staging: Path | None = None,
     ) -> None:
         if row_group_rows < 1 or max_rows_per_file < 1:
             raise ValueError("row_group_rows and max_rows_per_file must be positive")
@@ -58,15 +78,19 @@ class ParquetDatasetSink(SinkContextMixin):
         self.replace_partition = replace_partition
         self.partition = f"{PARTITION_COLUMN}={partition_date:%Y-%m-%d}"
         self.directory = self.root / table / self.partition
+        self.staging = None if staging is None else Path(staging) / table / self.partition
+        if self.staging is not None:
+            self.staging.relative_to(self.root)  # staged paths are recorded relative to root
         self.rows_written = 0
         self._buffer: list[pa.Table] = []
         self._buffered_rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0
         self._part_index = 0
-        self._pending: list[tuple[Path, int]] = []  # (final path, rows), still under temp name
+        self._parts: list[_Part] = []  # finished parts, in order
         self._done: list[WrittenFile] | None = None
         self._aborted = False
+        self._discarded = False
 
     def write(self, batch: pa.Table) -> None:
         self._check_open()
@@ -79,40 +103,84 @@ class ParquetDatasetSink(SinkContextMixin):
         try:
             self._drain(final=False)
         except BaseException:
-            self.abort()
+            self.suspend()
             raise
+
+    def checkpoint(self, *, final: bool = False) -> list[StagedFile]:
+        """End the current part and make every part durable (fsync'd file and directory).
+
+        ``final`` also gives an empty table its one file carrying the schema. Returns every part
+        of the run so far, the ones of earlier checkpoints included.
+        """
+        self._check_open()
+        try:
+            self._seal(empty_file=final)
+            for part in self._parts:
+                part.durable = True
+            if self._parts:
+                fsync_dir(self._temp(0).parent)
+        except BaseException:
+            self.suspend()
+            raise
+        return [self._staged_file(part) for part in self._parts]
+
+    def resume(self, files: list[StagedFile]) -> None:
+        """Adopt the parts a checkpoint recorded; staged parts written after it are removed."""
+        self._check_open()
+        if self.rows_written or self._writer is not None or self._parts:
+            raise RuntimeError(f"sink for table {self.table!r}: resume before writing")
+        mine = sorted((f for f in files if f.table == self.table), key=lambda f: f.path)
+        for file in mine:
+            _, published = locate(self.root, file)
+            index = _part_index(file.path)
+            if self._staged_file(_Part(index, file.rows, file.bytes)) != file:
+                raise StagingError(f"{file.path}: not a part of this sink ({self.table}, run id)")
+            self._parts.append(_Part(index, file.rows, file.bytes, True, published))
+            self.rows_written += file.rows
+        self._part_index = max((p.index for p in self._parts), default=-1) + 1
+        keep = {self._temp(p.index) for p in self._parts}
+        pattern = f"part-{self.run_id}-*.parquet"
+        if self.staging is None:
+            pattern = temp_path_for(Path(pattern)).name
+        folder = self._temp(0).parent
+        for stray in folder.glob(pattern) if folder.is_dir() else ():
+            if stray not in keep:
+                remove_quietly(stray)
 
     def close(self) -> list[WrittenFile]:
         if self._done is not None:
             return list(self._done)
         self._check_open()
-        published: list[Path] = []
+        moved: list[_Part] = []
         try:
-            self._drain(final=True)
-            if self._writer is not None:
-                self._finish_part()
-            if not self._pending:  # an empty table still gets one file carrying the schema
-                self._open_part()
-                self._finish_part()
+            self._seal(empty_file=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             written: list[WrittenFile] = []
-            for final, rows in self._pending:
-                os.replace(temp_path_for(final), final)
-                published.append(final)
+            for part in self._parts:
+                final = self._part_path(part.index)
+                if not part.published:
+                    os.replace(self._temp(part.index), final)
+                    moved.append(part)
                 written.append(
                     WrittenFile(
                         table=self.table,
                         path=final.relative_to(self.root).as_posix(),
-                        rows=rows,
+                        rows=part.rows,
                         bytes=final.stat().st_size,
                     )
                 )
             if self.replace_partition:
-                self._remove_other_parts(set(published))
+                self._remove_other_parts({self._part_path(p.index) for p in self._parts})
             fsync_dir(self.directory)
         except BaseException:
-            for final in published:  # all parts or none
-                remove_quietly(final)
-            self.abort()
+            for part in moved:  # all parts or none; checkpointed ones go back to staging
+                final = self._part_path(part.index)
+                if part.durable:
+                    with contextlib.suppress(OSError):
+                        os.replace(final, self._temp(part.index))
+                else:
+                    remove_quietly(final)
+            self.suspend()
             raise
         self._done = written
         return list(written)
@@ -123,8 +191,8 @@ class ParquetDatasetSink(SinkContextMixin):
             if part not in keep:
                 remove_quietly(part)
 
-    def abort(self) -> None:
-        """Drop everything not yet published by ``close()``; idempotent."""
+    def suspend(self) -> None:
+        """Stop writing: drop what no checkpoint covers, keep the checkpointed parts; idempotent."""
         if self._done is not None or self._aborted:
             return
         self._aborted = True
@@ -132,12 +200,24 @@ class ParquetDatasetSink(SinkContextMixin):
             with contextlib.suppress(Exception):  # the file is being discarded anyway
                 self._writer.close()
             self._writer = None
-            self._pending.append((self._part_path(self._part_index), 0))
-        for final, _ in self._pending:
-            remove_quietly(temp_path_for(final))
-        self._pending.clear()
+            remove_quietly(self._temp(self._part_index))
+        for part in self._parts:
+            if not part.durable:
+                remove_quietly(self._temp(part.index))
+        self._parts = [p for p in self._parts if p.durable]
         self._buffer.clear()
         self._buffered_rows = 0
+
+    def abort(self) -> None:
+        """Drop everything not yet published by ``close()``, checkpointed parts too; idempotent."""
+        if self._done is not None or self._discarded:
+            return
+        self.suspend()
+        self._discarded = True
+        for part in self._parts:
+            published = self._part_path(part.index)
+            remove_quietly(published if part.published else self._temp(part.index))
+        self._parts.clear()
 
     def _check_open(self) -> None:
         if self._aborted:
@@ -166,21 +246,50 @@ class ParquetDatasetSink(SinkContextMixin):
         if self._rows_in_file >= self.max_rows_per_file:
             self._finish_part()
 
+    def _seal(self, *, empty_file: bool) -> None:
+        """Everything buffered into the current part, and that part finished."""
+        self._drain(final=True)
+        if self._writer is not None:
+            self._finish_part()
+        if empty_file and not self._parts:  # an empty table still gets one file with the schema
+            self._open_part()
+            self._finish_part()
+
     def _part_path(self, index: int) -> Path:
         return self.directory / f"part-{self.run_id}-{index:05d}.parquet"
 
+    def _temp(self, index: int) -> Path:
+        """Where a part is written until it is published."""
+        if self.staging is None:
+            return temp_path_for(self._part_path(index))
+        return self.staging / self._part_path(index).name
+
+    def _staged_file(self, part: _Part) -> StagedFile:
+        return StagedFile(
+            table=self.table,
+            path=self._part_path(part.index).relative_to(self.root).as_posix(),
+            staged=self._temp(part.index).relative_to(self.root).as_posix(),
+            rows=part.rows,
+            bytes=part.bytes,
+        )
+
     def _open_part(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temp = temp_path_for(self._part_path(self._part_index))
+        temp = self._temp(self._part_index)
+        temp.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(str(temp), self.schema, compression=self.compression)
         self._rows_in_file = 0
 
     def _finish_part(self) -> None:
         assert self._writer is not None
-        final = self._part_path(self._part_index)
+        temp = self._temp(self._part_index)
         self._writer.close()
         self._writer = None
-        self._pending.append((final, self._rows_in_file))
-        fsync_file(temp_path_for(final))
+        fsync_file(temp)
+        self._parts.append(_Part(self._part_index, self._rows_in_file, temp.stat().st_size))
         self._part_index += 1
         self._rows_in_file = 0
+
+
+def _part_index(path: str) -> int:
+    """``.../part-<run_id>-00012.parquet`` -> 12."""
+    return int(path.rsplit("-", 1)[-1].split(".", 1)[0])

@@ -2,8 +2,8 @@
 
 Two passes, both streaming:
 
-1. *validate*: read, normalise and validate chunk by chunk (in a worker thread); rejects go
-   straight to ``rejects.csv``, valid rows are parked in a spill file on disk, and every valid
+1. *validate*: read, normalise and validate chunk by chunk (in a worker thread); rejects are
+   recorded in the run state, valid rows are parked in a spill file on disk, and every valid
    row's email is noted;
 2. *load*: the duplicate policy is settled over the whole file (``last`` wins by default, or
    later rows are rejected), then the spilled rows are upserted in chunks of up to 1000 with
@@ -12,23 +12,42 @@ Two passes, both streaming:
 Every input row ends up in exactly one of ``success.csv`` (loaded) or ``rejects.csv`` (stage
 ``input``, ``validation``, ``duplicate`` or ``crm``, with the reason); ``summary.json`` proves
 ``input = loaded + rejected + duplicates`` or the run fails.
+
+**Resumable.** The run directory (``job.out``) holds a :class:`RunState`: a fingerprint of the
+input file and of the settings that change the outcome, and a ledger of write chunks. A chunk
+(its key is its first and last line, with a hash of its rows) is recorded with its per-row
+outcomes in one transaction, only after the CRM answered. When the CRM keeps failing beyond the
+retry budget, or the run is cancelled (a signal), the state is marked ``interrupted``; running
+again with ``resume=True`` redoes pass 1 (deterministic), skips every committed chunk and sends
+only the rest, so at most the chunks that were in flight are sent twice (safe: upserts by
+email). The outcome files are rendered from the state at the end, so they are the same whether
+or not the run was interrupted. Dry runs keep no state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pandas as pd
 
-from etl.clients import SalesManagoClient, SalesManagoConfig, SalesNexusClient, SalesNexusConfig
+from etl.clients import (
+    RetryBudgetExhausted,
+    SalesManagoClient,
+    SalesManagoConfig,
+    SalesNexusClient,
+    SalesNexusConfig,
+)
 from etl.extract.csv_input import CsvChunk, CsvDialect, read_chunks, read_header, sniff
 from etl.load.atomic import atomic_write_bytes
 from etl.load.crm_contacts import (
@@ -38,8 +57,15 @@ from etl.load.crm_contacts import (
     SalesNexusContactWriter,
 )
 from etl.load.spill import SpillFile
-from etl.pipeline.outcomes import OutcomeFiles
-from etl.pipeline.run import RunProgress, RunSummary, first_error, new_run_id
+from etl.pipeline.outcomes import OutcomeCounts, outcome_paths, render_outcomes
+from etl.pipeline.run import RunInterrupted, RunProgress, RunSummary, first_error, new_run_id
+from etl.pipeline.state import (
+    RejectRow,
+    ResumeError,
+    RunState,
+    SuccessRow,
+    file_digest,
+)
 from etl.transform.contact_input import (
     ColumnMapping,
     MappingError,
@@ -56,9 +82,12 @@ log = logging.getLogger("etl.pipeline")
 
 Crm = Literal["salesmanago", "salesnexus"]
 DuplicatePolicy = Literal["last", "reject"]
+T = TypeVar("T")
 
 WRITE_CHUNK_ROWS = 1000
 QUEUE_CHUNKS = 4
+STATE_KIND = "import"
+INPUT_KEY = "input file"
 
 
 class AccountingError(RuntimeError):
@@ -67,6 +96,9 @@ class AccountingError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImportJob:
+    """One import. ``out`` is the run directory (outcome files and ``state.db``); ``resume``
+    continues the interrupted run recorded there instead of starting a new one."""
+
     pipeline: str
     csv_path: Path
     target_crm: Crm
@@ -79,6 +111,11 @@ class ImportJob:
     read_chunk_rows: int = 10_000
     dry_run: bool = False
     run_id: str = field(default_factory=new_run_id)
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resume and self.dry_run:
+            raise ValueError("a dry run keeps no state, so it cannot resume one")
 
 
 @dataclass
@@ -90,9 +127,30 @@ class Accounting:
     would_load: int = 0  # a dry run's rows that passed validation
     created: int = 0
     updated: int = 0
+    chunks: int = 0  # write chunks of the whole file
+    chunks_sent: int = 0  # sent by this invocation
+    chunks_skipped: int = 0  # committed by an earlier, interrupted invocation
 
     def balanced(self) -> bool:
         return self.input == self.loaded + self.would_load + self.rejected + self.duplicates
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One write chunk of pass 2: its rows, the duplicates dropped from them, its identity."""
+
+    frame: pd.DataFrame
+    duplicates: list[RejectRow]
+    key: str
+    rows_hash: str
+
+    @property
+    def first_line(self) -> int:
+        return int(self.frame["row"].iat[0])
+
+    @property
+    def last_line(self) -> int:
+        return int(self.frame["row"].iat[-1])
 
 
 def plan_mapping(job: ImportJob) -> tuple[CsvDialect, ColumnMapping]:
@@ -100,6 +158,43 @@ def plan_mapping(job: ImportJob) -> tuple[CsvDialect, ColumnMapping]:
     dialect = sniff(job.csv_path)
     headers = read_header(job.csv_path, dialect)
     return dialect, build_mapping(headers, job.mapping, unmapped=job.unmapped)
+
+
+def import_fingerprint(job: ImportJob) -> dict[str, str]:
+    """What a resume must find unchanged: the input's bytes and every setting that changes the
+    outcome. Pacing, retries and credentials may change between attempts (never recorded)."""
+    return {
+        INPUT_KEY: file_digest(job.csv_path),
+        "column mapping": json.dumps(dict(job.mapping or {}), sort_keys=True, ensure_ascii=False),
+        "unmapped columns policy": job.unmapped,
+        "normalisation options": json.dumps(dataclasses.asdict(job.options), sort_keys=True),
+        "duplicates policy": job.duplicates,
+        "target CRM": job.target_crm,
+        "target base_url": job.target.base_url,
+    }
+
+
+def open_import_state(job: ImportJob, fingerprint: Mapping[str, str]) -> RunState:
+    """A new state, the interrupted one to resume, or a scratch state for a dry run."""
+    if job.dry_run:
+        return RunState.scratch(kind=STATE_KIND, pipeline=job.pipeline, run_id=job.run_id)
+    if not job.resume:
+        return RunState.create(
+            job.out,
+            kind=STATE_KIND,
+            pipeline=job.pipeline,
+            run_id=job.run_id,
+            fingerprint=fingerprint,
+        )
+    try:
+        return RunState.resume(job.out, kind=STATE_KIND, fingerprint=fingerprint)
+    except ResumeError as exc:
+        if INPUT_KEY in exc.changed:
+            raise ResumeError(
+                f"{exc}: the input {job.csv_path} is not the file the run started with",
+                changed=exc.changed,
+            ) from None
+        raise
 
 
 @asynccontextmanager
@@ -113,16 +208,29 @@ async def _target_writer(job: ImportJob) -> AsyncIterator[tuple[ContactWriter, o
             yield SalesNexusContactWriter(sn, catalog), sn
 
 
-def _reject_rows(chunk: CsvChunk, normalized: NormalizedChunk) -> list[tuple[int, str, str, str]]:
+async def _in_thread(fn: Callable[..., T], *args: object, stop: threading.Event | None = None) -> T:
+    """``fn`` in a worker thread. Cancelled, it asks ``fn`` to stop and waits for it to return,
+    so no thread still touches the run state when the caller marks it interrupted."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop.set()
+        await asyncio.wait([task])
+        raise
+
+
+def _reject_rows(chunk: CsvChunk, normalized: NormalizedChunk) -> list[RejectRow]:
     rows = [
-        (r.line, "input", r.reason, json.dumps({"raw": r.raw}, ensure_ascii=False))
+        RejectRow(r.line, "input", r.reason, json.dumps({"raw": r.raw}, ensure_ascii=False))
         for r in chunk.rejects
     ]
     frame = normalized.rejects
     rows.extend(
-        zip(
+        RejectRow(line, "validation", reason, values)
+        for line, reason, values in zip(
             frame["line"].astype("int64").tolist(),
-            ["validation"] * len(frame),
             frame["reason"].astype(str).tolist(),
             frame["values"].astype(str).tolist(),
             strict=True,
@@ -132,7 +240,11 @@ def _reject_rows(chunk: CsvChunk, normalized: NormalizedChunk) -> list[tuple[int
 
 
 async def run_import(job: ImportJob, progress: RunProgress | None = None) -> RunSummary:
-    """Import one CSV file into the target CRM; returns the summary with the row accounting."""
+    """Import one CSV file into the target CRM; returns the summary with the row accounting.
+
+    Raises :class:`RunInterrupted` when the CRM keeps failing beyond the retry budget (the state
+    is saved; resume later), and re-raises ``CancelledError`` after saving the state.
+    """
     progress = progress or RunProgress(job.pipeline)
     started = time.monotonic()
     dialect, mapping = await asyncio.to_thread(plan_mapping, job)
@@ -144,59 +256,88 @@ async def run_import(job: ImportJob, progress: RunProgress | None = None) -> Run
         dialect.delimiter,
         "\n  ".join(mapping.describe()),
     )
-    outcomes = OutcomeFiles(job.out)
-    spill = SpillFile(job.out / f".{job.run_id}.spill.arrow", load_frame_schema(mapping))
+    fingerprint = {} if job.dry_run else await asyncio.to_thread(import_fingerprint, job)
+    state = open_import_state(job, fingerprint)  # before any request: a refusal costs nothing
+    run_id = job.run_id if job.dry_run else state.run_id
+    if job.resume:
+        log.info("%s: resuming run %s in %s", job.pipeline, run_id, job.out)
     accounting = Accounting()
+    spill: SpillFile | None = None
     try:
+        spill = SpillFile(job.out / f".{run_id}.spill.arrow", load_frame_schema(mapping))
         async with _target_writer(job) as (writer, client):
             progress.transports.append(client.stats)  # type: ignore[attr-defined]
             problems = writer.check(mapping.columns.values(), mapping.properties.values())
             if problems:
                 raise MappingError("; ".join(problems))
-            emails, lines = await asyncio.to_thread(
-                _validate, job, dialect, mapping, outcomes, spill, accounting
-            )
+            emails, lines = await _validate(job, dialect, mapping, state, spill, accounting)
             dropped = await asyncio.to_thread(find_duplicates, emails, lines, job.duplicates)
-            await _load(job, spill, dropped, writer, outcomes, accounting, progress)
+            del emails, lines
+            await _load(job, spill, dropped, writer, state, accounting, progress)
             stats = client.stats.as_dict()  # type: ignore[attr-defined]
-        outcomes.close()
+        counts = await _in_thread(render_outcomes, state, job.out)
+        summary = _summary(job, run_id, accounting, counts, writer, stats, started)
+    except (RetryBudgetExhausted, asyncio.CancelledError) as exc:
+        if job.dry_run:
+            state.close()
+            raise
+        state.set_status("interrupted")  # committed chunks stay committed: resume from here
+        state.close()
+        if isinstance(exc, RetryBudgetExhausted):
+            raise RunInterrupted(job.out, f"the CRM kept failing or throttling: {exc}") from exc
+        raise
     except BaseException:
-        outcomes.abort()
+        _give_up(job, state)
         raise
     finally:
-        spill.remove()
-    accounting.loaded = outcomes.counts["loaded"]
-    accounting.rejected = outcomes.counts["rejected"]
-    accounting.duplicates = outcomes.counts["duplicates"]
-    if not accounting.balanced():
-        raise AccountingError(
-            f"row accounting does not add up: input {accounting.input} != loaded "
-            f"{accounting.loaded} + would load {accounting.would_load} + rejected "
-            f"{accounting.rejected} + duplicates {accounting.duplicates}"
-        )
-    return _summary(job, accounting, outcomes, writer, stats, time.monotonic() - started)
+        if spill is not None:
+            spill.remove()
+    if not job.dry_run:
+        state.set_status("done")
+    state.close()
+    return summary
 
 
-def _validate(
+def _give_up(job: ImportJob, state: RunState) -> None:
+    """After a failure: a new run that wrote nothing leaves nothing behind (running it again
+    needs no ``--resume``); otherwise the state is kept, marked ``failed``, for a resume."""
+    if job.dry_run or (not job.resume and not state.committed_chunks()):
+        state.discard()
+        return
+    state.set_status("failed")
+    state.close()
+
+
+async def _validate(
     job: ImportJob,
     dialect: CsvDialect,
     mapping: ColumnMapping,
-    outcomes: OutcomeFiles,
+    state: RunState,
     spill: SpillFile,
     accounting: Accounting,
 ) -> tuple[list[str], list[int]]:
-    """Pass 1 (a worker thread): rejects to the file, valid rows to the spill; their emails."""
-    emails: list[str] = []
-    lines: list[int] = []
-    for chunk in read_chunks(job.csv_path, dialect, chunk_rows=job.read_chunk_rows):
-        accounting.input += len(chunk.frame) + len(chunk.rejects)
-        normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, job.options)
-        outcomes.reject(_reject_rows(chunk, normalized))
-        contacts = normalized.contacts
-        spill.write(contacts)
-        emails.extend(contacts["email"].tolist())
-        lines.extend(contacts["row"].astype("int64").tolist())
-    return emails, lines
+    """Pass 1 (a worker thread): rejects to the state, valid rows to the spill; their emails.
+
+    Deterministic, so a resumed run redoes it and finds the same rows (its rejects are stored
+    again, idempotently)."""
+    stop = threading.Event()
+
+    def validate() -> tuple[list[str], list[int]]:
+        emails: list[str] = []
+        lines: list[int] = []
+        for chunk in read_chunks(job.csv_path, dialect, chunk_rows=job.read_chunk_rows):
+            if stop.is_set():
+                break
+            accounting.input += len(chunk.frame) + len(chunk.rejects)
+            normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, job.options)
+            state.record_rejects(_reject_rows(chunk, normalized))
+            contacts = normalized.contacts
+            spill.write(contacts)
+            emails.extend(contacts["email"].tolist())
+            lines.extend(contacts["row"].astype("int64").tolist())
+        return emails, lines
+
+    return await _in_thread(validate, stop=stop)
 
 
 async def _load(
@@ -204,64 +345,100 @@ async def _load(
     spill: SpillFile,
     dropped: dict[int, int],
     writer: ContactWriter,
-    outcomes: OutcomeFiles,
+    state: RunState,
     accounting: Accounting,
     progress: RunProgress,
 ) -> None:
-    """Pass 2: spilled rows minus dropped duplicates, upserted with several chunks in flight."""
+    """Pass 2: spilled rows minus dropped duplicates, upserted with several chunks in flight.
+
+    Every state write happens here, on the event loop (one transaction per call, between two
+    awaits), never in the thread that reads the spill."""
     policy = "the last occurrence wins" if job.duplicates == "last" else "the first is kept"
     batches = spill.batches(WRITE_CHUNK_ROWS)
+    committed = {} if job.dry_run else state.committed_chunk_hashes()
+    if committed:
+        progress.rows["contacts"] += state.outcome_counts()["loaded"]
 
-    def next_frame() -> pd.DataFrame | None:
+    def next_chunk() -> _Chunk | None:
         frame = next(batches, None)
-        if frame is None or not dropped:
-            return frame
-        is_dup = frame["row"].isin(dropped.keys())
-        if is_dup.any():
-            duplicates = frame.loc[is_dup]
-            outcomes.reject(
-                [
-                    (
+        if frame is None:
+            return None
+        duplicates: list[RejectRow] = []
+        if dropped:
+            is_dup = frame["row"].isin(dropped.keys())
+            if is_dup.any():
+                duplicates = [
+                    RejectRow(
                         int(record["row"]),
                         "duplicate",
                         f"duplicate email {record['email']}: line {dropped[int(record['row'])]} "
                         f"is kept ({policy})",
                         json.dumps(_plain(record), ensure_ascii=False, default=str),
                     )
-                    for record in duplicates.to_dict("records")
+                    for record in frame.loc[is_dup].to_dict("records")
                 ]
-            )
-            frame = frame.loc[~is_dup].reset_index(drop=True)
-        return frame
+                frame = frame.loc[~is_dup].reset_index(drop=True)
+        if not len(frame):
+            return _Chunk(frame, duplicates, "", "")
+        key = f"{int(frame['row'].iat[0])}-{int(frame['row'].iat[-1])}"
+        return _Chunk(frame, duplicates, key, "" if job.dry_run else _rows_hash(frame))
 
-    def record(results: list[RowResult]) -> None:
-        outcomes.success([(r.row, r.email, r.id, r.status) for r in results if r.ok])
-        outcomes.reject(
-            [(r.row, "crm", r.message or "refused by the CRM", "") for r in results if not r.ok]
+    def record(chunk: _Chunk, results: list[RowResult]) -> None:
+        state.record_chunk(
+            chunk.key,
+            first_line=chunk.first_line,
+            last_line=chunk.last_line,
+            rows_hash=chunk.rows_hash,
+            successes=[SuccessRow(r.row, r.email, r.id, r.status) for r in results if r.ok],
+            rejects=[
+                RejectRow(r.row, "crm", r.message or "refused by the CRM", "")
+                for r in results
+                if not r.ok
+            ],
         )
-        accounting.created += sum(r.status == "created" for r in results)
-        accounting.updated += sum(r.status == "updated" for r in results)
         progress.rows["contacts"] += sum(r.ok for r in results)
 
-    async def write_one(frame: pd.DataFrame, slots: asyncio.Semaphore) -> None:
+    async def write_one(chunk: _Chunk, slots: asyncio.Semaphore) -> None:
         try:
-            record(await writer.write(frame))
+            results = await writer.write(chunk.frame)
+            record(chunk, results)  # only now: the CRM has answered for every row
         finally:
             slots.release()
 
     slots = asyncio.Semaphore(_writer_concurrency(job))
     try:
         async with asyncio.TaskGroup() as group:
-            while (frame := await asyncio.to_thread(next_frame)) is not None:
-                if not len(frame):
+            while (chunk := await asyncio.to_thread(next_chunk)) is not None:
+                if chunk.duplicates:
+                    state.record_rejects(chunk.duplicates)
+                if not len(chunk.frame):
                     continue
+                accounting.chunks += 1
                 if job.dry_run:
-                    accounting.would_load += len(frame)
+                    accounting.would_load += len(chunk.frame)
                     continue
+                previous = committed.get(chunk.key)
+                if previous == chunk.rows_hash:
+                    accounting.chunks_skipped += 1
+                    continue
+                if previous is not None:
+                    log.warning(
+                        "chunk %s changed since it was committed: sending it again", chunk.key
+                    )
                 await slots.acquire()
-                group.create_task(write_one(frame, slots))
+                accounting.chunks_sent += 1
+                group.create_task(write_one(chunk, slots))
     except BaseExceptionGroup as error:
         raise first_error(error) from None
+
+
+def _rows_hash(frame: pd.DataFrame) -> str:
+    """A digest of a chunk's rows as sent: column by column, names and values (``repr`` of the
+    Python values, a few milliseconds per 1000 rows)."""
+    digest = hashlib.sha256()
+    for name in frame.columns:
+        digest.update(f"{name}={frame[name].tolist()!r};".encode())
+    return digest.hexdigest()
 
 
 def _plain(record: dict[str, object]) -> dict[str, object]:
@@ -271,12 +448,27 @@ def _plain(record: dict[str, object]) -> dict[str, object]:
 
 def _summary(
     job: ImportJob,
+    run_id: str,
     accounting: Accounting,
-    outcomes: OutcomeFiles,
+    counts: OutcomeCounts,
     writer: ContactWriter,
     stats: dict[str, float],
-    duration: float,
+    started: float,
 ) -> RunSummary:
+    """The accounting over the whole run (earlier, interrupted invocations included), checked,
+    and written to ``summary.json``."""
+    accounting.loaded = counts.loaded
+    accounting.rejected = counts.rejected
+    accounting.duplicates = counts.duplicates
+    accounting.created = counts.statuses.get("created", 0)
+    accounting.updated = counts.statuses.get("updated", 0)
+    if not accounting.balanced():
+        raise AccountingError(
+            f"row accounting does not add up: input {accounting.input} != loaded "
+            f"{accounting.loaded} + would load {accounting.would_load} + rejected "
+            f"{accounting.rejected} + duplicates {accounting.duplicates}"
+        )
+    success_path, rejects_path = outcome_paths(job.out)
     details: dict[str, object] = {
         "input": accounting.input,
         "loaded": accounting.loaded,
@@ -285,9 +477,13 @@ def _summary(
         "would_load": accounting.would_load,
         "created": accounting.created,
         "updated": accounting.updated,
-        "success_file": str(outcomes.success_path),
-        "rejects_file": str(outcomes.rejects_path),
+        "success_file": str(success_path),
+        "rejects_file": str(rejects_path),
         "dry_run": job.dry_run,
+        "resumed": job.resume,
+        "chunks": accounting.chunks,
+        "chunks_sent": accounting.chunks_sent,
+        "chunks_skipped": accounting.chunks_skipped,
     }
     if job.dry_run:
         requests = writer.requests_for(accounting.would_load)
@@ -296,7 +492,7 @@ def _summary(
         details["estimated_seconds"] = round(requests / rate, 1) if rate else None
     status = "dry-run" if job.dry_run else ("partial" if accounting.rejected else "ok")
     summary = RunSummary(
-        run_id=job.run_id,
+        run_id=run_id,
         pipeline=job.pipeline,
         kind="import",
         status=status,
@@ -307,7 +503,7 @@ def _summary(
         calls=int(stats.get("calls", 0)),
         rate_limited=int(stats.get("rate_limited", 0)),
         retries=int(stats.get("retries", 0)),
-        duration_s=round(duration, 3),
+        duration_s=round(time.monotonic() - started, 3),
         details=details,
     )
     text = json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str) + "\n"

@@ -3,6 +3,9 @@
 The spec says *what* (connections as ``${VAR}`` references, paths as written); a job holds *how*
 (resolved client configs, absolute paths). Resolution happens here, when the run starts, so a
 missing environment variable is reported before any request is made.
+
+Resuming: an export resumes from its run directory ``<out>/_runs/<run_id>``; an import or a
+migration keeps its state in its output directory, so resuming one means writing there again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from etl.pipeline.export import ExportJob, run_export
 from etl.pipeline.imports import ImportJob, run_import
 from etl.pipeline.migrate import MigrationJob, run_migration
 from etl.pipeline.run import RunProgress, RunSummary
-from etl.pipeline.spec import TABLES, Connection, PipelineSpec
+from etl.pipeline.spec import TABLES, Connection, PipelineSpec, SpecError
 from etl.transform.contact_input import NormalizeOptions
 
 Job = ExportJob | ImportJob | MigrationJob
@@ -33,9 +36,15 @@ def job_from_spec(
     cwd: Path | None = None,
     dry_run: bool = False,
     retarget: Retarget = _same,
+    resume: Path | None = None,
 ) -> Job:
-    """Build the job a spec describes; ``retarget`` may swap connections (e.g. to a sandbox)."""
+    """Build the job a spec describes; ``retarget`` may swap connections (e.g. to a sandbox).
+
+    ``resume`` is the run directory of an interrupted run to continue (see :func:`run_dir`).
+    """
     assert spec.destination is not None  # every kind requires it (validated on load)
+    if resume is not None:
+        out = _resume_out(spec, out, resume, dry_run=dry_run)
     out = out if out is not None else spec.destination.resolved_path(cwd)
     if spec.kind == "export":
         assert spec.source is not None and spec.export is not None
@@ -49,6 +58,10 @@ def job_from_spec(
             fmt=spec.destination.format,
             page_size=spec.export.page_size,
             prefetch_pages=spec.export.prefetch_pages,
+            mode=spec.export.mode,
+            checkpoint_pages=spec.export.checkpoint_pages,
+            incremental=spec.export.incremental(),
+            resume_from=resume,
         )
     if spec.kind == "import":
         section = spec.import_
@@ -67,6 +80,7 @@ def job_from_spec(
             ),
             duplicates=section.duplicates,
             dry_run=dry_run,
+            resume=resume is not None,
         )
     assert spec.source is not None and spec.target is not None
     source, target = retarget(spec.source), retarget(spec.target)
@@ -83,7 +97,33 @@ def job_from_spec(
         tables=tables,
         dry_run=dry_run,
         property_map=properties,
+        resume=resume is not None,
     )
+
+
+def _resume_out(
+    spec: PipelineSpec, out: Path | None, resume: Path, *, dry_run: bool
+) -> Path | None:
+    """The output directory of a resumed run (an import's or a migration's is its run dir)."""
+    if dry_run:
+        raise SpecError(f"{spec.origin}: --resume cannot be combined with --dry-run")
+    if spec.kind == "export":
+        return out
+    if out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise SpecError(
+            f"--resume {resume}: a {spec.kind} run resumes in its output directory, which is "
+            f"{out} here (give the same directory to both, or only --resume)"
+        )
+    return resume
+
+
+def run_dir(job: Job) -> Path:
+    """Where a job keeps its run state: what ``--resume`` takes to continue it."""
+    if isinstance(job, ExportJob):
+        if job.resume_from is not None:
+            return Path(job.resume_from)
+        return job.out / "_runs" / job.run_id
+    return job.out
 
 
 async def run_job(job: Job, progress: RunProgress | None = None) -> RunSummary:

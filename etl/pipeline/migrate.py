@@ -10,10 +10,19 @@ target_kind) or in ``<out>/rejects.csv`` (table, source_id, status, reason), whe
 ``rejected`` (could not be mapped, e.g. no email or its contact did not move), ``failed`` (the CRM
 refused it, with the CRM's message) or ``skipped`` (no counterpart in the target).
 
-Re-runs create no duplicates: contacts are upserted by email again (same ids); activities and sales
-already in the crosswalk are skipped and their rows carried over; SALESmanago tasks are also
-idempotent on their own, their ids being derived from the source ids. If a run stops half way, the
-crosswalk of what was written so far is saved, so the next run resumes.
+Every answer of the target is recorded as it arrives, in the run's state (``<out>/state.db``, one
+transaction per wave of writes): a run that stops half way (the retry budget ran out, a signal, a
+``kill -9``) is continued with ``resume`` and sends nothing twice. Before each wave of activities
+and sales, the records about to be sent are marked in the state; a resumed run looks the marked
+records that have no recorded answer up in the target (``RecordWriter.find``) and adopts those it
+finds. The crosswalk and the rejects are rendered from the state when the run completes, the same
+as an uninterrupted run's. A resume is refused when the connections, tables or property map
+changed; a new run is refused in a directory that holds an unfinished one.
+
+Re-running a *finished* migration into the same directory creates no duplicates either: contacts
+are upserted by email again (same ids); activities and sales already in the crosswalk are skipped
+and their rows carried over; SALESmanago tasks are also idempotent on their own, their ids being
+derived from the source ids.
 
 The mapping rules live in :mod:`etl.transform.migration`; the writes in ``etl.load``.
 """
@@ -37,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.clients import (
+    AmbiguousWriteError,
     AuthenticationError,
     CRMError,
     RetryBudgetExhausted,
@@ -76,7 +86,8 @@ from etl.load.crosswalk import (
 )
 from etl.load.memory_sink import MemorySink
 from etl.pipeline.export import pump_tables, salesmanago_transform, salesnexus_transform
-from etl.pipeline.run import RunProgress, RunSummary, new_run_id
+from etl.pipeline.run import RunInterrupted, RunProgress, RunSummary, new_run_id
+from etl.pipeline.state import RunState
 from etl.transform import SCHEMAS, TABLES, FieldCatalog
 from etl.transform.migration import (
     CONTACT_TEXT_COLUMNS,
@@ -97,12 +108,19 @@ log = logging.getLogger("etl.pipeline")
 
 Crm = Literal["salesmanago", "salesnexus"]
 Client = SalesManagoClient | SalesNexusClient
+Key = tuple[str, str]  # (table, source_id)
 
 CONTACT_CHUNK_ROWS = 1000  # one batchupsert / import-contacts call
+AMBIGUOUS_ROUNDS = 3  # look-ups and re-sends of writes whose answer was lost
 RECORD_WAVE = 250  # activity and sale calls in flight together (a multiple of 25)
 # Errors after which sending more only fails the same way: the run stops (and can be resumed).
 FATAL_ERRORS = (AuthenticationError, RetryBudgetExhausted)
 SUMMARY_NAME = "summary.json"
+STATE_KIND = "migrate"
+# State namespaces: one entry per source record this run sent ("table:source_id" -> its status:
+# sent, done with the target id, or failed), and the run's own bookkeeping.
+RECORDS = "records"
+RUN = "run"
 _CRM_OF_CONFIG: dict[type, Crm] = {
     SalesManagoConfig: "salesmanago",
     SalesNexusConfig: "salesnexus",
@@ -116,7 +134,11 @@ class MigrationError(RuntimeError):
 @dataclass(frozen=True)
 class MigrationJob:
     """One migration run. ``property_map`` renames contact properties on the way (source name ->
-    target name, e.g. ``{"custom.lead_source": "Lead Source"}`` for a SalesNexus field)."""
+    target name, e.g. ``{"custom.lead_source": "Lead Source"}`` for a SalesNexus field).
+
+    ``out`` is the run directory (outputs and ``state.db``); ``resume`` continues the unfinished
+    run recorded there instead of starting a new one.
+    """
 
     pipeline: str
     source_crm: Crm
@@ -129,6 +151,7 @@ class MigrationJob:
     run_id: str = field(default_factory=new_run_id)
     property_map: Mapping[str, str] = field(default_factory=dict)
     page_size: int = 1000
+    resume: bool = False
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tables if t not in SCHEMAS]
@@ -142,6 +165,8 @@ class MigrationJob:
                 raise ValueError(f"the {role} connection is not a {crm} connection")
         if self.source_crm == self.target_crm:
             raise ValueError("a migration moves records between SALESmanago and SalesNexus")
+        if self.resume and self.dry_run:
+            raise ValueError("a dry run writes nothing, so there is nothing to resume")
 
 
 def account_name(config: SalesManagoConfig | SalesNexusConfig) -> str:
@@ -151,10 +176,34 @@ def account_name(config: SalesManagoConfig | SalesNexusConfig) -> str:
     return config.email or "permanent token"
 
 
+def fingerprint(job: MigrationJob) -> dict[str, str]:
+    """What a resumed run must share with the run it continues; no secrets (a rotated key or
+    password does not stop a resume), no pacing (a slower resume is fine)."""
+
+    def connection(crm: str, config: SalesManagoConfig | SalesNexusConfig) -> str:
+        return f"{crm} {config.base_url} {account_name(config)}"
+
+    return {
+        "source connection": connection(job.source_crm, job.source),
+        "target connection": connection(job.target_crm, job.target),
+        "tables": ",".join(job.tables),
+        "property map": json.dumps(dict(job.property_map), sort_keys=True),
+    }
+
+
 def _client(config: SalesManagoConfig | SalesNexusConfig) -> Client:
     if isinstance(config, SalesManagoConfig):
         return SalesManagoClient(config)
     return SalesNexusClient(config)
+
+
+def _state_key(table: str, source_id: str) -> str:
+    return f"{table}:{source_id}"
+
+
+def _split_key(key: str) -> Key:
+    table, _, source_id = key.partition(":")  # table names hold no colon; source ids may
+    return table, source_id
 
 
 @dataclass(frozen=True)
@@ -174,7 +223,7 @@ async def _open_target(client: Client) -> _Target:
     catalog = FieldCatalog.from_api(await client.get_all_fields())
     return _Target(
         SalesNexusContactWriter(client, catalog),
-        SalesNexusRecordWriter(client),
+        SalesNexusRecordWriter(client, catalog),
         catalog,
         client.config.calls_per_request,
     )
@@ -201,29 +250,97 @@ async def _extract(job: MigrationJob, client: Client, progress: RunProgress) -> 
     return {name: sink.table() for name, sink in memory.items()}
 
 
+# -- the run's state ---------------------------------------------------------------------------
+@dataclass
+class _Opened:
+    state: RunState
+    run_id: str
+    attempt: int
+    previous: list[CrosswalkRow]
+    recorded: dict[str, dict[str, Any]]
+
+
+def _open_state(job: MigrationJob, origin: CrosswalkOrigin) -> _Opened:
+    """A new run's state (refused where an unfinished run lives), or the state to resume."""
+    marks = fingerprint(job)
+    if job.resume:
+        state = RunState.resume(job.out, kind=STATE_KIND, fingerprint=marks)
+    else:
+        # An earlier finished run's crosswalk: read before the state exists, so a crosswalk of
+        # another migration is refused without leaving a state behind.
+        previous = read_crosswalk(job.out / CROSSWALK_NAME, origin)
+        state = RunState.create(
+            job.out, kind=STATE_KIND, pipeline=job.pipeline, run_id=job.run_id, fingerprint=marks
+        )
+        state.put(RUN, {"previous": [list(_row_values(r)) for r in previous], "attempts": 0})
+    try:
+        run = state.get(RUN)
+        attempt = int(run.get("attempts", 0)) + 1
+        state.put(RUN, {"attempts": attempt})
+        return _Opened(
+            state=state,
+            run_id=state.run_id,
+            attempt=attempt,
+            previous=[CrosswalkRow(*values) for values in run.get("previous", [])],
+            recorded=state.get(RECORDS),
+        )
+    except BaseException:
+        state.close()
+        raise
+
+
+def _row_values(row: CrosswalkRow) -> tuple[str, str, str, str]:
+    return row.table, row.source_id, row.target_id, row.target_kind
+
+
 class _Migration:
-    """The state of one run: the crosswalk so far, the rejects and the counters."""
+    """The state of one run: the crosswalk so far, the rejects and the counters.
+
+    ``previous`` holds an earlier finished run's crosswalk; ``done`` this run's writes (of every
+    attempt, when resumed). Answers are buffered per wave and committed with :meth:`commit`.
+    """
 
     def __init__(
-        self, job: MigrationJob, previous: list[CrosswalkRow], progress: RunProgress
+        self,
+        job: MigrationJob,
+        progress: RunProgress,
+        opened: _Opened | None = None,
     ) -> None:
         self.job = job
         self.progress = progress
-        self.crosswalk: dict[tuple[str, str], CrosswalkRow] = {
-            (r.table, r.source_id): r for r in previous
+        self.state = opened.state if opened else None
+        self.attempt = opened.attempt if opened else 1
+        self.previous: dict[Key, CrosswalkRow] = {
+            (r.table, r.source_id): r for r in (opened.previous if opened else [])
         }
-        self.previous = set(self.crosswalk)
+        self.done: dict[Key, CrosswalkRow] = {}
+        self.inflight: set[Key] = set()  # sent by an earlier attempt, its answer never recorded
+        for key, entry in (opened.recorded if opened else {}).items():
+            table, source_id = _split_key(key)
+            if entry.get("status") == "done":
+                row = CrosswalkRow(table, source_id, entry["target_id"], entry["kind"])
+                self.done[(table, source_id)] = row
+            elif entry.get("status") == "sent":
+                self.inflight.add((table, source_id))
+        self.earlier = set(self.done)  # written by an earlier attempt of this run
+        self.adopted = 0
         self.rejects: list[Reject] = []
         self.warnings: list[str] = []
         self.dropped_properties: list[str] = []
         self.extracted: Counter[str] = Counter()
         self.planned: Counter[str] = Counter()
-        self.written: set[tuple[str, str]] = set()
-        self.sent: set[tuple[str, str]] = set()  # planned to be written (or dry-run planned)
+        self.sent: set[Key] = set()  # planned to be written by this attempt (or dry-run planned)
         self.write_requests = 0
-        self.writing = False  # a write may have reached the target: save on failure
         self.order: dict[str, list[str]] = {}
         self.fatal: CRMError | None = None
+        self._unsaved: dict[str, dict[str, Any]] = {}
+        # Whether the target may hold something of this run (a recorded write, a wave sent):
+        # only then is a failed new run's state worth keeping.
+        self.recorded = bool(self.done or self.inflight)
+
+    @property
+    def crosswalk(self) -> dict[Key, CrosswalkRow]:
+        return {**self.previous, **self.done}
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def warn(self, message: str) -> None:
@@ -231,18 +348,68 @@ class _Migration:
         self.warnings.append(message)
 
     def migrated(self, table: str, source_id: str, target_id: str, kind: str) -> None:
-        self.crosswalk[(table, source_id)] = CrosswalkRow(table, source_id, target_id, kind)
-        self.written.add((table, source_id))
+        self.recorded = True
+        self.done[(table, source_id)] = CrosswalkRow(table, source_id, target_id, kind)
+        self._unsaved[_state_key(table, source_id)] = {
+            "status": "done",
+            "target_id": target_id,
+            "kind": kind,
+        }
         self.progress.rows[table] += 1
 
+    def refused(self, table: str, source_id: str, reason: str, *, answered: bool = True) -> None:
+        """The record did not make it (its row lands in rejects as ``failed``). Unless the CRM
+        ``answered`` (a refusal), the record may have arrived all the same: its state entry
+        stays ``sent``, so a resumed run looks it up before sending it again."""
+        self.rejects.append(Reject(table, source_id, "failed", reason))
+        if answered:
+            self._unsaved[_state_key(table, source_id)] = {"status": "failed", "reason": reason}
+
     def failed(self, table: str, source_id: str, error: CRMError) -> None:
-        self.rejects.append(Reject(table, source_id, "failed", str(error) or type(error).__name__))
+        reason = str(error) or type(error).__name__
+        answered = not isinstance(error, RetryBudgetExhausted)
+        self.refused(table, source_id, reason, answered=answered)
         if isinstance(error, FATAL_ERRORS) and self.fatal is None:
             self.fatal = error
 
     def raise_fatal(self) -> None:
         if self.fatal is not None:
             raise self.fatal
+
+    def mark_sent(self, writes: Sequence[PlannedWrite]) -> None:
+        """Before a wave leaves: should the run die before the answers are recorded, the resumed
+        run looks these records up in the target instead of sending them blind."""
+        if self.state is not None:
+            sent = {"status": "sent"}
+            self.state.put(RECORDS, {_state_key(w.table, w.source_id): sent for w in writes})
+            self.recorded = True
+
+    def commit(self) -> None:
+        """Record the answers received since the last commit (one transaction)."""
+        if self.state is not None and self._unsaved:
+            self.state.put(RECORDS, self._unsaved)
+        self._unsaved = {}
+
+    def stop(self, status: str) -> None:
+        """Commit what arrived and mark the state (``interrupted`` or ``failed``).
+
+        A new run that failed before recording anything leaves no state behind, so running it
+        again needs no ``--resume``; an interrupted run always keeps its state.
+        """
+        state, self.state = self.state, None
+        if state is None:
+            return
+        try:
+            if self._unsaved:
+                state.put(RECORDS, self._unsaved)
+                self._unsaved = {}
+            if status == "failed" and not self.job.resume and not self.recorded:
+                state.discard()
+                return
+            state.set_status(status)
+        except Exception:
+            log.exception("%s: could not save the run's state", self.job.pipeline)
+        state.close()
 
     # -- contacts ----------------------------------------------------------------------------
     async def contacts(
@@ -262,6 +429,9 @@ class _Migration:
             else:
                 frame = full_names_only(frame)
             self.planned["contacts"] = len(frame)
+            written = frame["source_id"].map(lambda sid: ("contacts", sid) in self.earlier)
+            if written.any():  # a resumed run: these were upserted before it stopped
+                frame = frame.loc[~written.to_numpy(dtype=bool)].reset_index(drop=True)
             self.sent.update(("contacts", source_id) for source_id in frame["source_id"])
             failures = await self._write_contacts(frame, target)
             problems.update(failures)
@@ -320,7 +490,6 @@ class _Migration:
             self.write_requests += target.contacts.requests_for(sum(len(p) for p in wave))
             if self.job.dry_run:
                 continue
-            self.writing = True
             answers = await asyncio.gather(
                 *(target.contacts.write(piece) for piece in wave), return_exceptions=True
             )
@@ -334,6 +503,7 @@ class _Migration:
                     unexpected = unexpected or answer
                 else:
                     failures.update(self._contact_results(answer, sources))
+            self.commit()
             if unexpected is not None:
                 raise unexpected
             self.raise_fatal()
@@ -347,7 +517,7 @@ class _Migration:
                 self.migrated("contacts", source_id, result.id, "contact")
                 continue
             reason = result.message or f"the CRM answered {result.status!r} without an id"
-            self.rejects.append(Reject("contacts", source_id, "failed", reason))
+            self.refused("contacts", source_id, reason)
             failures[source_id] = f"the CRM refused it: {reason}"
         return failures
 
@@ -390,31 +560,95 @@ class _Migration:
             self.rejects.extend(plan.rejects)
             for message in plan.warnings:
                 self.warn(message)
-            self.planned[table] = len(plan.writes)
+            earlier = sum(1 for t, _ in self.earlier if t == table)
+            self.planned[table] = len(plan.writes) + earlier
             self.sent.update((w.table, w.source_id) for w in plan.writes)
             writes.extend(plan.writes)
+        if not job.dry_run:
+            writes = await self._adopt_inflight(writes, target)
         for wave in chunks(writes, RECORD_WAVE):
             self.write_requests += target.records.requests_for(len(wave))
             if job.dry_run:
                 continue
-            self.writing = True
-            await asyncio.gather(*(self._write_record(target.records, w) for w in wave))
+            self.mark_sent(wave)
+            unsure = await self._write_wave(target.records, wave)
+            for _ in range(AMBIGUOUS_ROUNDS):
+                if not unsure:
+                    break
+                unsure = await self._write_wave(target.records, await self._settle(unsure, target))
+            for record in unsure:
+                self.refused(
+                    record.table,
+                    record.source_id,
+                    "the CRM's answer was lost several times; look it up before migrating again",
+                    answered=False,
+                )
+            self.commit()
             self.raise_fatal()
 
-    async def _write_record(self, writer: RecordWriter, record: PlannedWrite) -> None:
+    async def _write_wave(
+        self, writer: RecordWriter, wave: Sequence[PlannedWrite]
+    ) -> list[PlannedWrite]:
+        """Send a wave; returns the records whose fate is unknown (their answer was lost)."""
+        outcomes = await asyncio.gather(*(self._write_record(writer, w) for w in wave))
+        return [record for record, sure in zip(wave, outcomes, strict=True) if not sure]
+
+    async def _settle(self, unsure: list[PlannedWrite], target: _Target) -> list[PlannedWrite]:
+        """Adopt the records the target holds after all; returns those to send again."""
+        claimed = {(row.target_kind, row.target_id) for row in self.crosswalk.values()}
+        found = await target.records.find(unsure, claimed)
+        for record in unsure:
+            target_id = found.get((record.table, record.source_id))
+            if target_id is not None:
+                self.migrated(record.table, record.source_id, target_id, record.kind)
+        self.adopted += len(found)
+        return [r for r in unsure if (r.table, r.source_id) not in found]
+
+    async def _adopt_inflight(
+        self, writes: list[PlannedWrite], target: _Target
+    ) -> list[PlannedWrite]:
+        """Records an earlier attempt sent without recording the answer: those the target holds
+        are adopted into the crosswalk; the others are sent again."""
+        unsure = [w for w in writes if (w.table, w.source_id) in self.inflight]
+        if not unsure:
+            return writes
+        claimed = {(row.target_kind, row.target_id) for row in self.crosswalk.values()}
+        found = await target.records.find(unsure, claimed)
+        for record in unsure:
+            target_id = found.get((record.table, record.source_id))
+            if target_id is not None:
+                self.migrated(record.table, record.source_id, target_id, record.kind)
+        self.commit()
+        self.adopted += len(found)
+        log.info(
+            "%s: %d record(s) were sent before the run stopped without a recorded answer: "
+            "%d found in %s and adopted, %d to send again",
+            self.job.pipeline,
+            len(unsure),
+            len(found),
+            self.job.target_crm,
+            len(unsure) - len(found),
+        )
+        return [w for w in writes if (w.table, w.source_id) not in found]
+
+    async def _write_record(self, writer: RecordWriter, record: PlannedWrite) -> bool:
+        """Send one record; ``False`` when its answer was lost (it may or may not exist)."""
         try:
             target_id = await writer.write(record)
+        except AmbiguousWriteError:
+            return False
         except CRMError as exc:
             self.failed(record.table, record.source_id, exc)
-            return
+            return True
         if not target_id:
             reason = "the CRM answered without an id for the new record"
-            self.rejects.append(Reject(record.table, record.source_id, "failed", reason))
-            return
+            self.refused(record.table, record.source_id, reason)
+            return True
         self.migrated(record.table, record.source_id, target_id, record.kind)
+        return True
 
     # -- results -------------------------------------------------------------------------------
-    def _positions(self) -> dict[tuple[str, str], int]:
+    def _positions(self) -> dict[Key, int]:
         return {
             (table, source_id): position
             for table, ids in self.order.items()
@@ -424,8 +658,9 @@ class _Migration:
     def crosswalk_rows(self) -> list[CrosswalkRow]:
         """Source order within each table (contacts, activities, sales); rows whose source
         record is gone keep their earlier order after the others."""
+        crosswalk = self.crosswalk
         positions = self._positions()
-        keys = list(self.crosswalk)
+        keys = list(crosswalk)
         rank = {key: index for index, key in enumerate(keys)}
         tables = {name: index for index, name in enumerate(TABLES)}
         keys.sort(
@@ -435,7 +670,7 @@ class _Migration:
                 positions.get(k, rank[k]),
             )
         )
-        return [self.crosswalk[k] for k in keys]
+        return [crosswalk[k] for k in keys]
 
     def sorted_rejects(self) -> list[Reject]:
         positions = self._positions()
@@ -451,7 +686,7 @@ class _Migration:
 
     def carried(self) -> Counter[str]:
         """Crosswalk rows kept from earlier runs for records this run did not send."""
-        return Counter(table for table, _ in self.previous - self.sent)
+        return Counter(table for table, _ in self.previous.keys() - self.sent - self.done.keys())
 
     def save(self, origin: CrosswalkOrigin) -> tuple[WrittenFile, WrittenFile]:
         out = self.job.out
@@ -462,20 +697,71 @@ class _Migration:
 
 
 async def run_migration(job: MigrationJob, progress: RunProgress | None = None) -> RunSummary:
-    """Migrate ``job.tables`` from the source CRM to the target CRM; see the module docstring."""
+    """Migrate ``job.tables`` from the source CRM to the target CRM; see the module docstring.
+
+    Raises :class:`RunInterrupted` when the retry budget runs out (the state is committed and
+    the run can be resumed); on cancellation the state is committed and ``CancelledError``
+    propagates.
+    """
     progress = progress or RunProgress(job.pipeline)
     started_at = datetime.now(UTC)
     started = time.monotonic()
     origin = CrosswalkOrigin(
         job.source_crm, account_name(job.source), job.target_crm, account_name(job.target)
     )
-    previous = await asyncio.to_thread(read_crosswalk, job.out / CROSSWALK_NAME, origin)
-    run = _Migration(job, previous, progress)
+    opened = None if job.dry_run else await asyncio.to_thread(_open_state, job, origin)
+    run = _Migration(job, progress, opened)
+    run_id = opened.run_id if opened else job.run_id
+    if opened and job.resume:
+        log.info(
+            "%s: resuming run %s (attempt %d): %d record(s) already written",
+            job.pipeline,
+            run_id,
+            opened.attempt,
+            len(run.done),
+        )
+    try:
+        stats = await _migrate(job, run)
+        duration = time.monotonic() - started
+        manifest_path = None
+        if not job.dry_run:
+            crosswalk_file, rejects_file = await asyncio.to_thread(run.save, origin)
+            manifest_path = await asyncio.to_thread(
+                _write_manifest,
+                job,
+                run_id,
+                crosswalk_file,
+                rejects_file,
+                stats,
+                started_at,
+                duration,
+            )
+        summary = _summary(job, run_id, run, stats, duration, manifest_path)
+        if not job.dry_run:
+            text = json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+            await asyncio.to_thread(atomic_write_bytes, job.out / SUMMARY_NAME, text.encode())
+    except asyncio.CancelledError:
+        run.stop("interrupted")
+        raise
+    except RetryBudgetExhausted as exc:
+        run.stop("interrupted")
+        raise RunInterrupted(job.out, f"the CRM kept failing or throttling ({exc})") from exc
+    except BaseException:
+        run.stop("failed")
+        raise
+    if run.state is not None:
+        run.state.set_status("done")
+        run.state.close()
+    return summary
+
+
+async def _migrate(job: MigrationJob, run: _Migration) -> dict[str, float]:
+    """Read the source, write the target; returns both clients' statistics."""
     async with AsyncExitStack() as stack:
         source = await stack.enter_async_context(_client(job.source))
         target_client = await stack.enter_async_context(_client(job.target))
-        progress.transports.extend([source.stats, target_client.stats])
-        tables = await _extract(job, source, progress)
+        run.progress.transports.extend([source.stats, target_client.stats])
+        tables = await _extract(job, source, run.progress)
         run.extracted.update({name: table.num_rows for name, table in tables.items()})
         log.info(
             "%s: read %s from %s",
@@ -484,35 +770,17 @@ async def run_migration(job: MigrationJob, progress: RunProgress | None = None) 
             job.source_crm,
         )
         target = await _open_target(target_client)
-        try:
-            linked, problems = await run.contacts(tables["contacts"], target)
-            await run.records(tables, linked, problems, target)
-        except BaseException:
-            if run.writing:  # keep what reached the target, so a re-run resumes
-                try:
-                    run.save(origin)
-                except Exception:
-                    log.exception("%s: could not save the crosswalk", job.pipeline)
-            raise
+        linked, problems = await run.contacts(tables["contacts"], target)
+        await run.records(tables, linked, problems, target)
         stats: Counter[str] = Counter()
         for client in (source, target_client):
             stats.update(client.stats.as_dict())
-    duration = time.monotonic() - started
-    manifest_path = None
-    if not job.dry_run:
-        crosswalk_file, rejects_file = await asyncio.to_thread(run.save, origin)
-        manifest_path = await asyncio.to_thread(
-            _write_manifest, job, crosswalk_file, rejects_file, dict(stats), started_at, duration
-        )
-    summary = _summary(job, run, dict(stats), duration, manifest_path)
-    if not job.dry_run:
-        text = json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
-        await asyncio.to_thread(atomic_write_bytes, job.out / SUMMARY_NAME, text.encode())
-    return summary
+    return dict(stats)
 
 
 def _write_manifest(
     job: MigrationJob,
+    run_id: str,
     crosswalk_file: WrittenFile,
     rejects_file: WrittenFile,
     stats: dict[str, float],
@@ -520,7 +788,7 @@ def _write_manifest(
     duration: float,
 ) -> Path:
     manifest = RunManifest(
-        run_id=job.run_id,
+        run_id=run_id,
         pipeline=job.pipeline,
         source=job.source_crm,
         destination_format=job.target_crm,
@@ -545,6 +813,7 @@ def _per_table(counter: Counter[str]) -> dict[str, int]:
 
 def _summary(
     job: MigrationJob,
+    run_id: str,
     run: _Migration,
     stats: dict[str, float],
     duration: float,
@@ -561,7 +830,7 @@ def _summary(
         "target": job.target_crm,
         "extracted": _per_table(run.extracted),
         "planned": _per_table(run.planned),
-        "written": _per_table(Counter(table for table, _ in run.written)),
+        "written": _per_table(Counter(table for table, _ in run.done)),
         "carried_over": _per_table(run.carried()),
         "rejected": _per_table(rejected),
         "failed": _per_table(statuses["failed"]),
@@ -572,11 +841,13 @@ def _summary(
         "estimated_seconds": round(run.write_requests / rate, 1) if rate else None,
         "dropped_properties": run.dropped_properties,
         "warnings": run.warnings,
+        "attempt": run.attempt,
+        "adopted": run.adopted,
     }
     migrated = Counter(table for table, _ in run.crosswalk)
     status = "dry-run" if job.dry_run else "partial" if sum(rejected.values()) else "ok"
     return RunSummary(
-        run_id=job.run_id,
+        run_id=run_id,
         pipeline=job.pipeline,
         kind="migrate",
         status=status,

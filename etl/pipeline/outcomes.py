@@ -1,72 +1,84 @@
-"""Per-row outcome files of a write run: ``success.csv`` and ``rejects.csv``.
+"""Per-row outcome files of a write run: ``success.csv`` and ``rejects.csv``, rendered from state.
 
-Rows are appended as results arrive (in completion order) to hidden temp files; :meth:`close`
-sorts each file by source line and publishes it atomically, so a finished run's files are the same
-whatever the order the CRM answered in.
+Outcomes are recorded in the run's :class:`~etl.pipeline.state.RunState` as the CRM answers (in
+completion order, possibly over several resumed invocations); :func:`render_outcomes` writes both
+files from it at the end, sorted by source line and published atomically. The files are a pure
+function of the recorded outcomes, so a resumed run's files are byte-identical to those of a run
+that was never interrupted.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import pandas as pd
+from typing import Any
 
 from etl.load.atomic import publish, remove_quietly, temp_path_for
+from etl.pipeline.state import RunState
 
 SUCCESS_COLUMNS = ("line", "email", "id", "status")
 REJECT_COLUMNS = ("line", "stage", "reason", "values")
+SUCCESS_FILE = "success.csv"
+REJECTS_FILE = "rejects.csv"
 
 
-class OutcomeFiles:
-    """Appends outcome rows and publishes ``success.csv`` and ``rejects.csv`` at close."""
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """What the rendered files hold: rows loaded (by CRM status), rejected and dropped."""
 
-    def __init__(self, out: Path, *, key: str = "line") -> None:
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.key = key
-        self.success_path = self.out / "success.csv"
-        self.rejects_path = self.out / "rejects.csv"
-        self.counts: Counter[str] = Counter()
-        self._files: dict[Path, TextIO] = {}
-        self._writers: dict[Path, Any] = {}
-        for path, columns in (
-            (self.success_path, SUCCESS_COLUMNS),
-            (self.rejects_path, REJECT_COLUMNS),
-        ):
-            handle = temp_path_for(path).open("w", newline="", encoding="utf-8")
-            writer = csv.writer(handle)
-            writer.writerow([key if c == "line" else c for c in columns])
-            self._files[path] = handle
-            self._writers[path] = writer
+    loaded: int
+    rejected: int
+    duplicates: int
+    statuses: dict[str, int]
 
-    def success(self, rows: list[tuple[int, str, str | None, str]]) -> None:
-        self._writers[self.success_path].writerows(rows)
-        self.counts["loaded"] += len(rows)
 
-    def reject(self, rows: list[tuple[int, str, str, str]]) -> None:
-        """Rows of (line, stage, reason, original values as JSON text)."""
-        self._writers[self.rejects_path].writerows(rows)
-        for row in rows:
-            self.counts["duplicates" if row[1] == "duplicate" else "rejected"] += 1
+def outcome_paths(out: Path) -> tuple[Path, Path]:
+    return Path(out) / SUCCESS_FILE, Path(out) / REJECTS_FILE
 
-    def close(self) -> None:
-        for path, handle in self._files.items():
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            temp = temp_path_for(path)
-            frame = pd.read_csv(temp, dtype=str, keep_default_na=False)
-            frame = frame.sort_values(self.key, key=lambda s: s.astype("int64"), kind="stable")
-            frame.to_csv(temp, index=False)
-            publish(temp, path)
-        self._files.clear()
 
-    def abort(self) -> None:
-        for path, handle in self._files.items():
-            handle.close()
-            remove_quietly(temp_path_for(path))
-        self._files.clear()
+def render_outcomes(state: RunState, out: Path) -> OutcomeCounts:
+    """Write ``success.csv`` and ``rejects.csv`` in ``out`` from ``state``, sorted by line."""
+    success_path, rejects_path = outcome_paths(out)
+    out.mkdir(parents=True, exist_ok=True)
+    statuses: Counter[str] = Counter()
+    rejected = duplicates = 0
+    with _Published(success_path) as writer:
+        writer.writerow(SUCCESS_COLUMNS)
+        for row in state.successes():
+            writer.writerow((row.line, row.email, row.target_id, row.status))
+            statuses[row.status] += 1
+    with _Published(rejects_path) as writer:
+        writer.writerow(REJECT_COLUMNS)
+        for reject in state.rejects():
+            writer.writerow((reject.line, reject.stage, reject.reason, reject.original))
+            if reject.stage == "duplicate":
+                duplicates += 1
+            else:
+                rejected += 1
+    return OutcomeCounts(
+        loaded=sum(statuses.values()),
+        rejected=rejected,
+        duplicates=duplicates,
+        statuses=dict(statuses),
+    )
+
+
+class _Published:
+    """A CSV writer on a hidden temp file that replaces ``final`` only when the block succeeds."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.temp = temp_path_for(final)
+
+    def __enter__(self) -> Any:  # a csv writer
+        self._handle = self.temp.open("w", newline="", encoding="utf-8")
+        return csv.writer(self._handle, lineterminator="\n")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._handle.close()
+        if exc_type is None:
+            publish(self.temp, self.final)
+        else:
+            remove_quietly(self.temp)

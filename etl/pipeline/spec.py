@@ -35,6 +35,7 @@ from etl.clients.config import (
     SalesNexusConfig,
     Timeouts,
 )
+from etl.pipeline.snapshots import IncrementalSettings
 from etl.transform.contact_input import CANONICAL_COLUMNS
 
 TableName = Literal["contacts", "activities", "sales"]
@@ -58,6 +59,7 @@ _MASK = "**********"
 _DEFAULT_PACING = Pacing()
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_TIMEOUTS = Timeouts()
+_DEFAULT_INCREMENTAL = IncrementalSettings()
 
 
 class SpecError(Exception):
@@ -354,15 +356,40 @@ def _check_tables(value: Any) -> Any:
     return tuple(value)
 
 
+INCREMENTAL_KEYS = ("lag_seconds", "window_seconds", "snapshot_every")
+
+
 class ExportSection(_Section):
+    """``mode = "incremental"`` exports only changes since the previous run (see the README);
+    its keys (``lag_seconds``, ``window_seconds``, ``snapshot_every``) are refused otherwise."""
+
     tables: tuple[TableName, ...] = TABLES
     page_size: int = Field(1000, ge=1, le=1000)
     prefetch_pages: int = Field(8, ge=1)
+    checkpoint_pages: int = Field(10, ge=1)
+    mode: Literal["full", "incremental"] = "full"
+    lag_seconds: int = Field(_DEFAULT_INCREMENTAL.lag_seconds, ge=0)
+    window_seconds: int = Field(_DEFAULT_INCREMENTAL.window_seconds, ge=1)
+    snapshot_every: int = Field(_DEFAULT_INCREMENTAL.snapshot_every, ge=1)
 
     @field_validator("tables", mode="before")
     @classmethod
     def _known_tables(cls, value: Any) -> Any:
         return _check_tables(value)
+
+    @model_validator(mode="after")
+    def _incremental_keys_need_incremental_mode(self) -> Self:
+        stray = [key for key in INCREMENTAL_KEYS if key in self.model_fields_set]
+        if self.mode == "full" and stray:
+            raise ValueError(f'{" and ".join(stray)}: only used when mode = "incremental"')
+        return self
+
+    def incremental(self) -> IncrementalSettings:
+        return IncrementalSettings(
+            lag_seconds=self.lag_seconds,
+            window_seconds=self.window_seconds,
+            snapshot_every=self.snapshot_every,
+        )
 
 
 CANONICAL_TARGETS = CANONICAL_COLUMNS  # what an [import.mapping] column may map to

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,7 +60,14 @@ CREATE TABLE IF NOT EXISTS entries (
 
 
 class ResumeError(RuntimeError):
-    """A run directory cannot be resumed (missing, finished, or its input or spec changed)."""
+    """A run directory cannot be resumed (missing, finished, or its input or spec changed).
+
+    ``changed`` names the fingerprint entries that differ, when that is the reason.
+    """
+
+    def __init__(self, message: str, *, changed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.changed = changed
 
 
 def file_digest(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -96,6 +105,7 @@ class RunState:
     def __init__(self, run_dir: Path, connection: sqlite3.Connection) -> None:
         self.run_dir = run_dir
         self._db = connection
+        self._scratch = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     @staticmethod
@@ -124,9 +134,10 @@ class RunState:
             existing = cls(run_dir, cls._connect(path))
             status = existing.meta.get("status")
             if status != "done":
+                run_id = existing.meta.get("run_id")
                 existing.close()
                 raise ResumeError(
-                    f"{run_dir} holds an unfinished run ({existing.meta.get('run_id')}, "
+                    f"{run_dir} holds an unfinished run ({run_id}, "
                     f"{status}): resume it with --resume {run_dir}, or use another output "
                     "directory"
                 )
@@ -170,13 +181,65 @@ class RunState:
             state.close()
             raise ResumeError(
                 f"{run_dir}: cannot resume, the {' and the '.join(changed)} changed since the "
-                "run started (start a new run instead)"
+                "run started (start a new run instead)",
+                changed=tuple(changed),
             )
         state.set_status("running")
         return state
 
+    @classmethod
+    def scratch(cls, *, kind: str, pipeline: str, run_id: str) -> RunState:
+        """A throwaway state in a private temp directory, removed by :meth:`close` (dry runs)."""
+        run_dir = Path(tempfile.mkdtemp(prefix="crm-etl-state-"))
+        state = cls.create(run_dir, kind=kind, pipeline=pipeline, run_id=run_id, fingerprint={})
+        state._scratch = True
+        return state
+
+    @staticmethod
+    def status_of(run_dir: Path) -> str | None:
+        """The status recorded in ``run_dir`` (``None`` without a state); only reads."""
+        path = Path(run_dir) / STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            db = sqlite3.connect(path)  # read-write: closing it tidies the WAL files away
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
+
+    @classmethod
+    def open_store(cls, directory: Path, *, kind: str) -> RunState:
+        """A long-lived store outside any run (e.g. the state incremental exports carry from one
+        run to the next): created when missing, no run identity or status; refuses a store of
+        another kind."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        store = cls(directory, cls._connect(directory / STATE_FILE))
+        recorded = store.meta.get("kind")
+        if recorded is None:
+            store._put_meta({"schema_version": str(SCHEMA_VERSION), "kind": kind})
+        elif recorded != kind:
+            store.close()
+            raise ResumeError(f"{directory} holds a {recorded} state, not a {kind} state")
+        return store
+
     def close(self) -> None:
         self._db.close()
+        if self._scratch:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Close and delete the state (a run that failed before anything was worth keeping)."""
+        self._db.close()
+        path = self.run_dir / STATE_FILE
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if self._scratch:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # -- meta ----------------------------------------------------------------------------------
     @property
@@ -205,6 +268,11 @@ class RunState:
     def committed_chunks(self) -> set[str]:
         rows = self._db.execute("SELECT key FROM chunks WHERE status = 'committed'").fetchall()
         return {r[0] for r in rows}
+
+    def committed_chunk_hashes(self) -> dict[str, str]:
+        """``{key: rows_hash}`` of every committed chunk (a resume skips those that still match)."""
+        query = "SELECT key, rows_hash FROM chunks WHERE status = 'committed'"
+        return dict(self._db.execute(query).fetchall())
 
     def record_chunk(
         self,
@@ -281,6 +349,28 @@ class RunState:
                 (stream, position, json.dumps(files), time.time()),
             )
 
+    def cursors(self) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+        """Every stream's cursor: ``{stream: (position, files)}``."""
+        rows = self._db.execute("SELECT stream, position, files FROM cursors").fetchall()
+        return {stream: (int(position), json.loads(files)) for stream, position, files in rows}
+
+    def commit_checkpoint(
+        self,
+        cursors: Mapping[str, int],
+        files: list[dict[str, Any]],
+        entries: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Several streams' cursors, the files durable up to them, and the entries that go with
+        them (e.g. ids seen so far), all in one transaction. Every cursor lists all ``files``."""
+        now = time.time()
+        encoded = json.dumps(files)
+        with self._transaction():
+            self._put_entries(entries or {})
+            self._db.executemany(
+                "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?)",
+                ((stream, position, encoded, now) for stream, position in cursors.items()),
+            )
+
     # -- anything else -------------------------------------------------------------------------
     def put(self, namespace: str, items: Mapping[str, Any]) -> None:
         with self._transaction():
@@ -294,6 +384,31 @@ class RunState:
             "SELECT key, value FROM entries WHERE namespace = ?", (namespace,)
         ).fetchall()
         return {k: json.loads(v) for k, v in rows}
+
+    def apply(
+        self,
+        puts: Mapping[str, Mapping[str, Any]],
+        deletes: Mapping[str, Iterable[str]] | None = None,
+        *,
+        clear: Iterable[str] = (),
+    ) -> None:
+        """Several namespaces at once, in one transaction: ``clear`` empties whole namespaces,
+        then ``deletes`` removes keys and ``puts`` writes entries."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM entries WHERE namespace = ?", ((ns,) for ns in clear))
+            for namespace, keys in (deletes or {}).items():
+                self._db.executemany(
+                    "DELETE FROM entries WHERE namespace = ? AND key = ?",
+                    ((namespace, key) for key in keys),
+                )
+            self._put_entries(puts)
+
+    def _put_entries(self, puts: Mapping[str, Mapping[str, Any]]) -> None:
+        for namespace, items in puts.items():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+                ((namespace, k, json.dumps(v)) for k, v in items.items()),
+            )
 
     # -- plumbing ------------------------------------------------------------------------------
     def _transaction(self) -> _Transaction:

@@ -2,13 +2,15 @@
 
 Each emulator subclasses :class:`Emulator`, adds its routes in :meth:`Emulator.add_routes` and says
 how its API words a 429 in :meth:`Emulator.rate_limit_body`. Every emulator also answers
-``GET {api_path}/_sandbox/stats`` and ``POST {api_path}/_sandbox/reset`` outside its statistics,
-quota and faults.
+``GET {api_path}/_sandbox/stats``, ``POST {api_path}/_sandbox/reset`` and
+``POST {api_path}/_sandbox/faults`` (a JSON object of :class:`FaultConfig` fields to change the
+injected faults while serving) outside its statistics, quota and faults.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 from collections.abc import Awaitable, Callable
@@ -17,7 +19,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
-from etl.sandbox.config import SandboxConfig
+from etl.sandbox.config import FaultConfig, SandboxConfig
 from etl.sandbox.quota import TokenBucket
 from etl.sandbox.stats import RequestStats
 
@@ -119,8 +121,18 @@ class Emulator:
     def reseed(self) -> None:
         """Hook: rebuild the seeded records. Emulators that keep data override it."""
 
+    def set_faults(self, changes: dict[str, Any]) -> FaultConfig:
+        """Change some fault probabilities while serving (rehearse an outage and its end)."""
+        known = {f.name for f in dataclasses.fields(FaultConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown fault setting(s) {', '.join(unknown)}")
+        faults = dataclasses.replace(self.config.faults, **changes)
+        self.config = dataclasses.replace(self.config, faults=faults)
+        return faults
+
     async def _admin(self, request: web.Request) -> web.StreamResponse | None:
-        """``GET {api_path}/_sandbox/stats`` and ``POST {api_path}/_sandbox/reset``."""
+        """``GET .../_sandbox/stats``, ``POST .../_sandbox/reset`` and ``.../_sandbox/faults``."""
         prefix = f"{self.api_path}/_sandbox/"
         if not request.path.startswith(prefix):
             return None
@@ -138,7 +150,16 @@ class Emulator:
                     data = data or bool(body.get("data"))
             self.reset(data=data)
             return json_response({"reset": True, "data": data})
-        if action in ("stats", "reset"):
+        if action == "faults" and request.method == "POST":
+            try:
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be a JSON object of fault settings")
+                faults = self.set_faults(body)
+            except (ValueError, TypeError) as exc:
+                return json_response({"error": str(exc)}, status=400)
+            return json_response({"faults": dataclasses.asdict(faults)})
+        if action in ("stats", "reset", "faults"):
             return json_response({"error": "method not allowed"}, status=405)
         return json_response({"error": f"unknown sandbox endpoint {action!r}"}, status=404)
 

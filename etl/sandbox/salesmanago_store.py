@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import bisect
 import gc
+import hashlib
 import random
 import re
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -165,6 +168,7 @@ class SalesManagoStore:
         self._event_owner: dict[str, str] = {}  # eventId -> contact id
         self._task_owner: dict[str, str] = {}  # task id -> contact id
         self._rng = random.Random(f"salesmanago-runtime-{config.seed}")
+        self._creations: Counter[str] = Counter()  # e-mail -> contacts created with it so far
         self._seed()
 
     # -- seeding ------------------------------------------------------------------------------
@@ -526,6 +530,16 @@ class SalesManagoStore:
     def _new_id(self) -> str:
         return fake.seeded_uuid(self._rng)
 
+    def _new_contact_id(self, email: str) -> str:
+        """The id of a contact created through the API: a function of the seed, the e-mail and
+        how many contacts were created with it before, not of the order requests arrive in, so
+        concurrent writers (and a resumed import) get the same ids run after run."""
+        key = email.lower()
+        nth = self._creations[key]
+        self._creations[key] += 1
+        text = f"salesmanago-contact-{self.config.seed}-{nth}-{key}"
+        return str(uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16], version=4))
+
     def _blank_contact(self, contact_id: str, email: str, stamp: int) -> dict[str, Any]:
         contact: dict[str, Any] = dict.fromkeys(CONTACT_KEYS)
         contact.update(
@@ -656,7 +670,8 @@ class SalesManagoStore:
         if created:
             if not allow_create:
                 raise KeyError(plan["email"])
-            contact = self._blank_contact(self._new_id(), plan["newEmail"] or plan["email"], stamp)
+            email = plan["newEmail"] or plan["email"]
+            contact = self._blank_contact(self._new_contact_id(email), email, stamp)
             if owner:
                 contact["mainContactOwner"] = owner
             self._insert(contact)

@@ -86,13 +86,15 @@ class TargetContact:
 @dataclass(frozen=True)
 class PlannedWrite:
     """One write call: ``kind`` is what the record becomes in the target (task, purchase,
-    activity, note or sale); ``contact_id`` the target contact it belongs to."""
+    activity, note or sale); ``contact_id`` the target contact it belongs to and
+    ``contact_email`` that contact's address (to look the record up when a run resumes)."""
 
     table: str
     source_id: str
     kind: str
     payload: dict[str, Any]
     contact_id: str
+    contact_email: str | None = None
 
 
 @dataclass
@@ -414,7 +416,9 @@ def plan_activities(
         except Unmappable as exc:
             plan.rejects.append(Reject("activities", source_id, "rejected", str(exc)))
             continue
-        plan.writes.append(PlannedWrite("activities", source_id, target_kind, payload, contact.id))
+        plan.writes.append(
+            PlannedWrite("activities", source_id, target_kind, payload, contact.id, contact.email)
+        )
     return plan
 
 
@@ -442,7 +446,9 @@ def plan_sales(
         except Unmappable as exc:
             plan.rejects.append(Reject("sales", source_id, "rejected", str(exc)))
             continue
-        plan.writes.append(PlannedWrite("sales", source_id, target_kind, payload, contact.id))
+        plan.writes.append(
+            PlannedWrite("sales", source_id, target_kind, payload, contact.id, contact.email)
+        )
     if lost:
         listed = ", ".join(f"{name} ({count})" for name, count in sorted(lost.items()))
         plan.warnings.append(

@@ -3,7 +3,8 @@
 Every transform returns a table whose schema ``equals`` one of these. Timestamps are UTC
 milliseconds, tags a list of strings, and anything without a canonical column is kept in
 ``properties`` (string to string), never dropped. Each field carries a one-line ``doc`` in its
-metadata.
+metadata. The last column, ``deleted_at``, is null except on the tombstone rows of incremental
+exports (``source``, ``source_id`` and ``deleted_at`` set, every other column null).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ def _source_id(doc: str) -> pa.Field:
 
 def _properties() -> pa.Field:
     return _f("properties", PROPERTIES, "fields without a canonical column, by name")
+
+
+def _deleted_at() -> pa.Field:
+    # Always the last column: readers of older files see it as missing (null) by name.
+    return _f(
+        "deleted_at",
+        TIMESTAMP,
+        "set on tombstone rows only (incremental exports): when the deletion was detected, UTC",
+    )
 
 
 CONTACTS = pa.schema(
@@ -57,6 +67,7 @@ CONTACTS = pa.schema(
         _f("created_at", TIMESTAMP, "creation time, UTC"),
         _f("modified_at", TIMESTAMP, "last modification time, UTC"),
         _properties(),
+        _deleted_at(),
     ]
 )
 
@@ -74,6 +85,7 @@ ACTIVITIES = pa.schema(
         _f("result", pa.string(), "outcome text"),
         _f("assigned_to", pa.string(), "user the activity is scheduled for"),
         _properties(),
+        _deleted_at(),
     ]
 )
 
@@ -91,6 +103,7 @@ SALES = pa.schema(
         _f("created_at", TIMESTAMP, "creation time, UTC"),
         _f("external_id", pa.string(), "id in a third system"),
         _properties(),
+        _deleted_at(),
     ]
 )
 
