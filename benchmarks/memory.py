@@ -270,10 +270,15 @@ def summary_rows(result: dict[str, Any]) -> list[SummaryRow]:
 
 def report(result: dict[str, Any]) -> None:
     s = result["settings"]
+    seeded = (
+        f"; {s['activities_per_contact']:g} activities and {s['sales_per_contact']:g} sales per "
+        "contact"
+        if s["export_crms"]
+        else ""
+    )
     title = (
         f"Client memory (peak RSS of a fresh process per run): sizes "
-        f"{', '.join(f'{n:,}' for n in s['sizes'])}; {s['activities_per_contact']:g} activities "
-        f"and {s['sales_per_contact']:g} sales per contact; no quota, no latency"
+        f"{', '.join(f'{n:,}' for n in s['sizes'])}{seeded}; no quota, no latency"
     )
     print_table(title, result["table"]["columns"], result["table"]["rows"])
     print_table(

@@ -100,11 +100,11 @@ class ContactWriter(Protocol):
 
 
 def _present(value: Any) -> bool:
+    if type(value) is str:  # the common case first: this runs for every cell
+        return value != ""
     if value is None or value is pd.NA:
         return False
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return not (isinstance(value, str) and value == "")
+    return not (isinstance(value, float) and math.isnan(value))
 
 
 def _full_name(record: Mapping[str, Any]) -> str | None:

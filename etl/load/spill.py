@@ -6,11 +6,12 @@ import, whose first pass must see every row (to settle duplicates) before the se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.load.atomic import remove_quietly
 
@@ -38,36 +39,43 @@ class SpillFile:
             self._sink.close()
             self._writer = None
 
-    def batches(self, rows: int) -> Iterator[pd.DataFrame]:
-        """The spilled rows in order, ``rows`` at a time, as pandas frames of Python objects."""
+    def batches(
+        self, rows: int, *, drop: Collection[int] = (), key: str = "row"
+    ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
+        """The spilled rows in order, ``rows`` at a time, as Arrow tables.
+
+        Rows whose ``key`` is in ``drop`` are left out *before* the batches are cut, so every
+        batch but the last is full; each comes with the rows dropped since the previous one
+        (or ``None``).
+        """
         self.finish()
-        pending: list[pa.RecordBatch] = []
+        dropped_keys = pa.array(sorted(drop), pa.int64())
+        pending: list[pa.Table] = []
         pending_rows = 0
+        dropped: list[pa.Table] = []
         with pa.memory_map(str(self.path)) as source:
             for batch in pa.ipc.open_stream(source):
-                pending.append(batch)
-                pending_rows += batch.num_rows
+                table = pa.Table.from_batches([batch])
+                if len(dropped_keys):
+                    is_dropped = pc.is_in(table[key], value_set=dropped_keys)
+                    if pc.any(is_dropped).as_py():
+                        dropped.append(table.filter(is_dropped))
+                        table = table.filter(pc.invert(is_dropped))
+                pending.append(table)
+                pending_rows += table.num_rows
                 while pending_rows >= rows:
-                    table = pa.Table.from_batches(pending)
-                    yield _to_frame(table.slice(0, rows))
-                    rest = table.slice(rows)
-                    pending = rest.to_batches()
-                    pending_rows = rest.num_rows
-            if pending_rows:
-                yield _to_frame(pa.Table.from_batches(pending))
+                    whole = pa.concat_tables(pending)
+                    yield whole.slice(0, rows), _concat(dropped)
+                    dropped = []
+                    pending = [whole.slice(rows)]
+                    pending_rows = whole.num_rows - rows
+            if pending_rows or dropped:
+                yield pa.concat_tables(pending), _concat(dropped)
 
     def remove(self) -> None:
         self.finish()
         remove_quietly(self.path)
 
 
-def _to_frame(table: pa.Table) -> pd.DataFrame:
-    """Maps come back as dicts and lists as lists (what the CRM writers expect)."""
-    columns = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_map(column.type):
-            columns[name] = [dict(v) if v is not None else None for v in column.to_pylist()]
-        else:
-            columns[name] = column.to_pylist()
-    return pd.DataFrame(columns)
+def _concat(tables: list[pa.Table]) -> pa.Table | None:
+    return pa.concat_tables(tables) if tables else None

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import pandas as pd
+import orjson
+import pyarrow as pa
 
 from etl.clients import (
     RetryBudgetExhausted,
@@ -55,6 +56,7 @@ from etl.load.crm_contacts import (
     RowResult,
     SalesManagoContactWriter,
     SalesNexusContactWriter,
+    records_of,
 )
 from etl.load.spill import SpillFile
 from etl.pipeline.outcomes import OutcomeCounts, outcome_paths, render_outcomes
@@ -139,18 +141,18 @@ class Accounting:
 class _Chunk:
     """One write chunk of pass 2: its rows, the duplicates dropped from them, its identity."""
 
-    frame: pd.DataFrame
+    frame: pa.Table
     duplicates: list[RejectRow]
     key: str
     rows_hash: str
 
     @property
     def first_line(self) -> int:
-        return int(self.frame["row"].iat[0])
+        return int(self.frame["row"][0].as_py())
 
     @property
     def last_line(self) -> int:
-        return int(self.frame["row"].iat[-1])
+        return int(self.frame["row"][-1].as_py())
 
 
 def plan_mapping(job: ImportJob) -> tuple[CsvDialect, ColumnMapping]:
@@ -354,33 +356,31 @@ async def _load(
     Every state write happens here, on the event loop (one transaction per call, between two
     awaits), never in the thread that reads the spill."""
     policy = "the last occurrence wins" if job.duplicates == "last" else "the first is kept"
-    batches = spill.batches(WRITE_CHUNK_ROWS)
+    batches = spill.batches(WRITE_CHUNK_ROWS, drop=dropped.keys())
     committed = {} if job.dry_run else state.committed_chunk_hashes()
     if committed:
         progress.rows["contacts"] += state.outcome_counts()["loaded"]
 
     def next_chunk() -> _Chunk | None:
-        frame = next(batches, None)
-        if frame is None:
+        """The next full chunk of rows to send (duplicates already left out, so chunks stay at
+        1000 rows), with the duplicates dropped since the previous one."""
+        item = next(batches, None)
+        if item is None:
             return None
-        duplicates: list[RejectRow] = []
-        if dropped:
-            is_dup = frame["row"].isin(dropped.keys())
-            if is_dup.any():
-                duplicates = [
-                    RejectRow(
-                        int(record["row"]),
-                        "duplicate",
-                        f"duplicate email {record['email']}: line {dropped[int(record['row'])]} "
-                        f"is kept ({policy})",
-                        json.dumps(_plain(record), ensure_ascii=False, default=str),
-                    )
-                    for record in frame.loc[is_dup].to_dict("records")
-                ]
-                frame = frame.loc[~is_dup].reset_index(drop=True)
-        if not len(frame):
+        frame, dropped_rows = item
+        duplicates = [
+            RejectRow(
+                int(record["row"]),
+                "duplicate",
+                f"duplicate email {record['email']}: line {dropped[int(record['row'])]} "
+                f"is kept ({policy})",
+                json.dumps(_plain(record), ensure_ascii=False, default=str),
+            )
+            for record in (records_of(dropped_rows) if dropped_rows is not None else [])
+        ]
+        if not frame.num_rows:
             return _Chunk(frame, duplicates, "", "")
-        key = f"{int(frame['row'].iat[0])}-{int(frame['row'].iat[-1])}"
+        key = f"{frame['row'][0].as_py()}-{frame['row'][-1].as_py()}"
         return _Chunk(frame, duplicates, key, "" if job.dry_run else _rows_hash(frame))
 
     def record(chunk: _Chunk, results: list[RowResult]) -> None:
@@ -411,11 +411,11 @@ async def _load(
             while (chunk := await asyncio.to_thread(next_chunk)) is not None:
                 if chunk.duplicates:
                     state.record_rejects(chunk.duplicates)
-                if not len(chunk.frame):
+                if not chunk.frame.num_rows:
                     continue
                 accounting.chunks += 1
                 if job.dry_run:
-                    accounting.would_load += len(chunk.frame)
+                    accounting.would_load += chunk.frame.num_rows
                     continue
                 previous = committed.get(chunk.key)
                 if previous == chunk.rows_hash:
@@ -432,13 +432,9 @@ async def _load(
         raise first_error(error) from None
 
 
-def _rows_hash(frame: pd.DataFrame) -> str:
-    """A digest of a chunk's rows as sent: column by column, names and values (``repr`` of the
-    Python values, a few milliseconds per 1000 rows)."""
-    digest = hashlib.sha256()
-    for name in frame.columns:
-        digest.update(f"{name}={frame[name].tolist()!r};".encode())
-    return digest.hexdigest()
+def _rows_hash(frame: pa.Table) -> str:
+    """A digest of a chunk's rows as sent (their values, in order, as JSON)."""
+    return hashlib.sha256(orjson.dumps(frame.to_pylist())).hexdigest()
 
 
 def _plain(record: dict[str, object]) -> dict[str, object]:
