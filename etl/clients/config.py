@@ -73,3 +73,11 @@ class SalesNexusConfig:
             raise ValueError("SalesNexus needs either a permanent token or an email and password")
         if not 1 <= self.calls_per_request <= 25:
             raise ValueError("calls_per_request must be between 1 and 25")
+
+
+def account_name(config: SalesManagoConfig | SalesNexusConfig) -> str:
+    """A name of the account a connection reaches, without secrets and without the host (the
+    same account is the same account whichever server or port answers for it)."""
+    if isinstance(config, SalesManagoConfig):
+        return f"salesmanago client {config.client_id} owner {config.owner}"
+    return f"salesnexus user {config.email}" if config.email else "salesnexus (permanent token)"

@@ -43,6 +43,7 @@ from etl.clients import (
     SalesNexusClient,
     SalesNexusConfig,
 )
+from etl.clients.config import account_name
 from etl.extract import RawBatch
 from etl.extract.incremental import plan_windows
 from etl.load import (
@@ -130,11 +131,7 @@ class ExportJob:
     @property
     def source_account(self) -> str:
         """The account read, without secrets (part of the run's fingerprint)."""
-        conn = self.connection
-        if isinstance(conn, SalesManagoConfig):
-            return f"salesmanago {conn.base_url} client {conn.client_id} owner {conn.owner}"
-        who = f"user {conn.email}" if conn.email else "a permanent token"
-        return f"salesnexus {conn.base_url} as {who}"
+        return account_name(self.connection)
 
     def fingerprint(self) -> dict[str, str]:
         """What must not change between an interrupted run and its resumption."""

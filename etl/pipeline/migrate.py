@@ -55,6 +55,7 @@ from etl.clients import (
     SalesNexusClient,
     SalesNexusConfig,
 )
+from etl.clients.config import account_name
 from etl.extract import SalesManagoSource, SalesNexusSource
 from etl.load import (
     RunManifest,
@@ -167,13 +168,6 @@ class MigrationJob:
             raise ValueError("a migration moves records between SALESmanago and SalesNexus")
         if self.resume and self.dry_run:
             raise ValueError("a dry run writes nothing, so there is nothing to resume")
-
-
-def account_name(config: SalesManagoConfig | SalesNexusConfig) -> str:
-    """A non-secret name of the account a connection reaches."""
-    if isinstance(config, SalesManagoConfig):
-        return f"{config.client_id}/{config.owner}"
-    return config.email or "permanent token"
 
 
 def fingerprint(job: MigrationJob) -> dict[str, str]:
