@@ -96,7 +96,7 @@ def test_shipped_salesmanago_spec_loads_and_resolves() -> None:
     assert spec.target is None
     assert spec.export is not None and spec.destination is not None
     assert spec.export.tables == ("contacts", "activities", "sales")
-    assert (spec.export.page_size, spec.export.prefetch_pages) == (1000, 8)
+    assert (spec.export.page_size, spec.export.prefetch_pages) == (1000, 4)
     assert (spec.destination.format, spec.destination.path) == ("parquet", "exports/salesmanago")
     assert spec.destination.resolved_path(Path("/srv")) == Path("/srv/exports/salesmanago")
 

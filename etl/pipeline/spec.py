@@ -365,7 +365,7 @@ class ExportSection(_Section):
 
     tables: tuple[TableName, ...] = TABLES
     page_size: int = Field(1000, ge=1, le=1000)
-    prefetch_pages: int = Field(8, ge=1)
+    prefetch_pages: int | None = Field(None, ge=1)  # None: the CRM's default (4 or 25)
     checkpoint_pages: int = Field(10, ge=1)
     mode: Literal["full", "incremental"] = "full"
     lag_seconds: int = Field(_DEFAULT_INCREMENTAL.lag_seconds, ge=0)
