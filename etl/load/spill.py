@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,6 +73,23 @@ class SpillFile:
                     pending_rows = whole.num_rows - rows
             if pending_rows or dropped:
                 yield pa.concat_tables(pending), _concat(dropped)
+
+    def column_values(
+        self, column: str, *, rows: Collection[int] | np.ndarray, key: str = "row"
+    ) -> tuple[list[Any], list[int]]:
+        """``column`` of the spilled rows whose ``key`` is in ``rows``, with their keys, in
+        order (reads two columns, batch by batch)."""
+        self.finish()
+        wanted = pa.array(np.asarray(rows, dtype=np.int64))
+        values: list[Any] = []
+        keys: list[int] = []
+        with pa.memory_map(str(self.path)) as source:
+            for batch in pa.ipc.open_stream(source):
+                table = pa.Table.from_batches([batch]).select([key, column])
+                table = table.filter(pc.is_in(table[key], value_set=wanted))
+                values.extend(table[column].to_pylist())
+                keys.extend(table[key].to_pylist())
+        return values, keys
 
     def remove(self) -> None:
         self.finish()
