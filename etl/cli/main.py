@@ -359,21 +359,9 @@ def run(
       crm-etl run pipelines/csv_to_salesmanago.toml --resume runs/csv_to_salesmanago
     """
 
-    async def main() -> RunSummary:
-        spec = load_spec(spec_path)
-        async with optional_sandbox(sandbox) as emulators:
-            return await _run_spec(
-                spec,
-                sandbox=emulators,
-                out=out,
-                log_format=log_format,
-                dry_run=dry_run,
-                resume=resume,
-            )
-
-    summaries = [run_async(main())]
-    print_summaries(summaries, log_format)
-    _exit_for(summaries)
+    _run_command(
+        spec_path, sandbox=sandbox, out=out, log_format=log_format, dry_run=dry_run, resume=resume
+    )
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -436,13 +424,7 @@ def export(
         }
     )
 
-    async def main() -> RunSummary:
-        async with optional_sandbox(sandbox) as emulators:
-            return await _run_spec(
-                spec, sandbox=emulators, out=out, log_format=log_format, resume=resume
-            )
-
-    print_summaries([run_async(main())], log_format)
+    _run_command(spec, sandbox=sandbox, out=out, log_format=log_format, resume=resume)
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -547,20 +529,9 @@ def import_(
         }
     )
 
-    async def main() -> RunSummary:
-        async with optional_sandbox(sandbox) as emulators:
-            return await _run_spec(
-                spec,
-                sandbox=emulators,
-                out=out,
-                log_format=log_format,
-                dry_run=dry_run,
-                resume=resume,
-            )
-
-    summaries = [run_async(main())]
-    print_summaries(summaries, log_format)
-    _exit_for(summaries)
+    _run_command(
+        spec, sandbox=sandbox, out=out, log_format=log_format, dry_run=dry_run, resume=resume
+    )
 
 
 def _defaulted(param: str) -> bool:
@@ -620,10 +591,27 @@ def migrate(
         }
     )
 
+    _run_command(
+        spec, sandbox=sandbox, out=out, log_format=log_format, dry_run=dry_run, resume=resume
+    )
+
+
+def _run_command(
+    spec: PipelineSpec | Path,
+    *,
+    sandbox: bool,
+    out: Path | None,
+    log_format: LogFormat,
+    dry_run: bool = False,
+    resume: Path | None = None,
+) -> None:
+    """Run one spec (or spec file) to the end: summary printed, exit code set (5: rejects)."""
+
     async def main() -> RunSummary:
+        loaded = load_spec(spec) if isinstance(spec, Path) else spec
         async with optional_sandbox(sandbox) as emulators:
             return await _run_spec(
-                spec,
+                loaded,
                 sandbox=emulators,
                 out=out,
                 log_format=log_format,
