@@ -323,7 +323,7 @@ def _exit_for(summaries: list[RunSummary]) -> None:
         raise click.exceptions.Exit(int(ExitCode.PARTIAL))
 
 
-@cli.command()
+@cli.command(short_help="Run a pipeline spec (export, import or migrate).")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--sandbox",
@@ -378,7 +378,7 @@ def _parse_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
     return tables
 
 
-@cli.command()
+@cli.command(short_help="Export tables to a Parquet dataset or CSV files.")
 @click.option("--from", "crm", type=click.Choice(CRMS), required=True, help="The CRM to read.")
 @click.option(
     "--tables",
@@ -447,7 +447,7 @@ def _read_mapping(path: Path | None) -> tuple[dict[str, str] | None, str | None]
     return mapping, region if isinstance(region, str) else None
 
 
-@cli.command("import")
+@cli.command("import", short_help="Import contacts from a CSV file into a CRM.")
 @click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--to", "crm", type=click.Choice(CRMS), required=True, help="The CRM to load.")
 @click.option(
@@ -543,7 +543,7 @@ def _defaulted(param: str) -> bool:
 # --- migrate ------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Move contacts, activities and sales between the CRMs.")
 @click.option("--from", "source", type=click.Choice(CRMS), required=True, help="Read from.")
 @click.option("--to", "target", type=click.Choice(CRMS), required=True, help="Write to.")
 @click.option(
@@ -635,7 +635,7 @@ def _command_spec(data: dict[str, Any]) -> PipelineSpec:
 # --- fields -------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Print the SalesNexus field catalog.")
 @click.option(
     "--from",
     "crm",
@@ -694,7 +694,7 @@ def shipped_pipelines() -> list[Path]:
     return []
 
 
-@cli.command()
+@cli.command(short_help="Run every shipped pipeline against built-in emulators.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

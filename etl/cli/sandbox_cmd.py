@@ -134,7 +134,7 @@ async def _serve(config: SandboxConfig, host: str, ports: tuple[int, int], as_js
         await stop.wait()
 
 
-@click.command("sandbox")
+@click.command("sandbox", short_help="Serve both CRM emulators on 127.0.0.1.")
 @click.option(
     "--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the fake data."
 )
