@@ -42,6 +42,7 @@ from etl.clients.transport import HttpTransport, RawResponse
 log = logging.getLogger("etl.clients")
 
 MAX_CALLS_PER_REQUEST = 25
+MAX_RELOGINS_PER_CALL = 3
 MAX_PAGE_SIZE = 1000
 MAX_IMPORT_ROWS = 1000
 
@@ -64,7 +65,7 @@ class _PendingCall:
     future: asyncio.Future[Any]
     idempotent: bool = True
     attempts: int = 0
-    relogged: bool = False
+    relogins: int = 0
     token_used: str | None = field(default=None, repr=False)
 
 
@@ -308,8 +309,11 @@ class SalesNexusClient:
 
     async def _on_call_error(self, pending: _PendingCall, error: dict[str, Any]) -> None:
         code = str(error.get("code") or "")
-        if code == "invalid-login-token" and not pending.relogged:
-            pending.relogged = True
+        if code == "invalid-login-token" and pending.relogins < MAX_RELOGINS_PER_CALL:
+            # Log in again once for this failure and replay the call. A call that waited out a
+            # 429 pause longer than a short token's lifetime may meet an expired token again:
+            # that is a new expiry, not a refused login (a refused login is never retried).
+            pending.relogins += 1
             try:
                 await self._ensure_token(stale=pending.token_used)
             except CRMError as exc:
