@@ -58,6 +58,7 @@ from benchmarks.common import (
     print_table,
     write_results,
 )
+from etl.cli.sandbox_cmd import sandbox_environment
 from etl.clients import (
     Pacing,
     RetryPolicy,
@@ -226,16 +227,14 @@ def sandbox_env(info: dict[str, dict[str, str]]) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMANAGO_", "SALESN"))}
     return {
         **keep,
-        "SALESMANAGO_BASE_URL": sm["base_url"],
-        "SALESMANAGO_CLIENT_ID": sm["client_id"],
-        "SALESMANAGO_API_KEY": sm["api_key"],
-        "SALESMANAGO_API_SECRET": sm["api_secret"],
-        "SALESMANAGO_OWNER": sm["owner"],
-        "SALESNEXUS_BASE_URL": sn["base_url"],
-        "SALESNEXUS_EMAIL": sn["email"],
-        "SALESNEXUS_PASSWORD": sn["password"],
+        **sandbox_environment({"salesmanago": sm, "salesnexus": _without_token(sn)}),
         "NO_PROXY": "127.0.0.1,localhost",
     }
+
+
+def _without_token(sn: dict[str, str]) -> dict[str, str]:
+    """The soak logs in with email and password, so token expiry is exercised."""
+    return {k: v for k, v in sn.items() if k != "token"}
 
 
 # -- running, resuming --------------------------------------------------------------------------

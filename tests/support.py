@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
+from etl.cli.main import cli
 from etl.clients import Pacing, RetryPolicy, SalesManagoConfig, SalesNexusConfig
 from etl.sandbox import SalesManagoEmulator, SalesNexusEmulator
 
@@ -54,3 +56,8 @@ def sn_config(
 
 def upsert_entry(n: int, **contact: object) -> dict[str, object]:
     return {"contact": {"email": f"person{n}@example.org", "name": f"Person {n}", **contact}}
+
+
+def invoke(runner: CliRunner, *args: str) -> Result:
+    """Run ``crm-etl ARGS`` in-process; an unexpected exception fails the test."""
+    return runner.invoke(cli, list(args), catch_exceptions=False)

@@ -7,16 +7,14 @@ compared with the seeded stores, computed independently of the transforms.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from pydantic import SecretStr
 
 from etl.cli.connections import DEMO_SANDBOX
@@ -26,7 +24,7 @@ from etl.pipeline.export import ExportJob, run_export
 from etl.sandbox import SalesManagoEmulator, SalesNexusEmulator, SandboxConfig
 from etl.sandbox.salesmanago_store import SalesManagoStore
 from etl.sandbox.salesnexus_store import SalesNexusStore
-from tests.support import FAST_RETRY, UNPACED
+from tests.support import FAST_RETRY, UNPACED, invoke
 from tests.test_export import (
     TABLE_NAMES,
     Expected,
@@ -45,25 +43,6 @@ def crm_etl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """A CliRunner; the root logger the commands reconfigure is restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield CliRunner()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-
-
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 def sandbox_secrets() -> list[str]:

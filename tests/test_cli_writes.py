@@ -9,23 +9,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from etl.cli.connections import DEMO_SANDBOX
 from etl.cli.main import cli
 from etl.pipeline.spec import load_spec
 from etl.sandbox.salesmanago_store import SalesManagoStore
 from etl.sandbox.salesnexus_store import SalesNexusStore
+from tests.support import invoke
 from tests.test_cli import crm_etl, sandbox_secrets
 from tests.test_import import CLEAN, MESSY, MESSY_DROPPED_LAST, MESSY_REJECTED_LINES, messy_rows
 from tests.test_migrate import sm_sources, valid_email
@@ -54,25 +53,6 @@ LOYALTY_TIER_MISSING = (
     "Error: SalesNexus has no contact field named 'Loyalty Tier': create it in SalesNexus, "
     "map the column to a field that exists, or ignore unmapped columns"
 )
-
-
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """A CliRunner; the root logger the commands reconfigure is restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield CliRunner()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-
-
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from etl.cli.sandbox_cmd import sandbox_environment
 from etl.clients import RetryPolicy
 from etl.load import make_sink, manifest_counts_match, read_manifest
 from etl.pipeline.export import ExportJob, run_export
@@ -300,15 +301,8 @@ def serve_sandbox(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str]
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert sandbox.stdout is not None
-    info = json.loads(sandbox.stdout.readline())["salesmanago"]
-    env = {
-        **os.environ,
-        "SALESMANAGO_BASE_URL": info["base_url"],
-        "SALESMANAGO_CLIENT_ID": info["client_id"],
-        "SALESMANAGO_API_KEY": info["api_key"],
-        "SALESMANAGO_API_SECRET": info["api_secret"],
-        "SALESMANAGO_OWNER": info["owner"],
-    }
+    info = json.loads(sandbox.stdout.readline())
+    env = {**os.environ, **sandbox_environment({"salesmanago": info["salesmanago"]})}
     return sandbox, env
 
 

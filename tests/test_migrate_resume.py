@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
+from etl.cli.sandbox_cmd import sandbox_environment
 from etl.clients import (
     AuthenticationError,
     Pacing,
@@ -405,18 +406,7 @@ def sandbox_process(*flags: str) -> Iterator[dict[str, dict[str, str]]]:
 
 
 def sandbox_env(info: dict[str, dict[str, str]]) -> dict[str, str]:
-    sm, sn = info["salesmanago"], info["salesnexus"]
-    return {
-        **os.environ,
-        "SALESMANAGO_BASE_URL": sm["base_url"],
-        "SALESMANAGO_CLIENT_ID": sm["client_id"],
-        "SALESMANAGO_API_KEY": sm["api_key"],
-        "SALESMANAGO_API_SECRET": sm["api_secret"],
-        "SALESMANAGO_OWNER": sm["owner"],
-        "SALESNEXUS_BASE_URL": sn["base_url"],
-        "SALESNEXUS_EMAIL": sn["email"],
-        "SALESNEXUS_PASSWORD": sn["password"],
-    }
+    return {**os.environ, **sandbox_environment(info)}
 
 
 def cli_has_resume() -> bool:

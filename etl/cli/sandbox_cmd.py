@@ -91,27 +91,42 @@ def connection_info(sandbox: Sandbox) -> dict[str, dict[str, str]]:
     }
 
 
-def export_lines(info: dict[str, dict[str, str]]) -> list[str]:
-    names = {
-        "salesmanago": {
-            "base_url": "SALESMANAGO_BASE_URL",
-            "client_id": "SALESMANAGO_CLIENT_ID",
-            "api_key": "SALESMANAGO_API_KEY",
-            "api_secret": "SALESMANAGO_API_SECRET",
-            "owner": "SALESMANAGO_OWNER",
-        },
-        "salesnexus": {
-            "base_url": "SALESNEXUS_BASE_URL",
-            "email": "SALESNEXUS_EMAIL",
-            "password": "SALESNEXUS_PASSWORD",
-            "token": "SALESNEXUS_TOKEN",
-        },
+# The environment variables a spec or command reads, per field of ``connection_info``.
+ENV_NAMES = {
+    "salesmanago": {
+        "base_url": "SALESMANAGO_BASE_URL",
+        "client_id": "SALESMANAGO_CLIENT_ID",
+        "api_key": "SALESMANAGO_API_KEY",
+        "api_secret": "SALESMANAGO_API_SECRET",
+        "owner": "SALESMANAGO_OWNER",
+    },
+    "salesnexus": {
+        "base_url": "SALESNEXUS_BASE_URL",
+        "email": "SALESNEXUS_EMAIL",
+        "password": "SALESNEXUS_PASSWORD",
+        "token": "SALESNEXUS_TOKEN",
+    },
+}
+
+
+def sandbox_environment(info: dict[str, dict[str, str]]) -> dict[str, str]:
+    """``SALESMANAGO_*`` / ``SALESNEXUS_*`` variables for the sandbox ``info`` describes (the
+    JSON line of ``crm-etl sandbox --json``), for the CRMs it holds."""
+    return {
+        var: info[crm][key]
+        for crm, fields in ENV_NAMES.items()
+        if crm in info
+        for key, var in fields.items()
+        if key in info[crm]
     }
+
+
+def export_lines(info: dict[str, dict[str, str]]) -> list[str]:
     lines: list[str] = []
     for crm, title in (("salesmanago", "SALESmanago"), ("salesnexus", "SalesNexus")):
         lines.append(f"# {title} sandbox (demo credentials, not secrets)")
         lines.extend(
-            f"export {var}={shlex.quote(info[crm][key])}" for key, var in names[crm].items()
+            f"export {var}={shlex.quote(info[crm][key])}" for key, var in ENV_NAMES[crm].items()
         )
     return lines
 
