@@ -25,6 +25,7 @@ from etl.clients import Pacing, SalesManagoConfig, SalesNexusConfig
 from etl.pipeline.export import ExportJob, run_export
 from etl.pipeline.imports import ImportJob, run_import
 from etl.pipeline.run import RunSummary
+from etl.runtime import release_freed_memory
 from etl.transform.contact_input import NormalizeOptions
 
 
@@ -93,6 +94,7 @@ async def run(job: dict[str, Any]) -> RunSummary:
 
 
 def main() -> None:
+    release_freed_memory()  # as the CLI does
     job = json.loads(sys.stdin.read())
     spec = job["spec"]
     baseline_rss = peak_rss_mb()  # the interpreter with pandas, pyarrow, aiohttp imported

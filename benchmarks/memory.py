@@ -15,6 +15,7 @@ issue's ceiling is 300 MB.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from typing import Any
 from benchmarks.common import (
     CRM_TITLES,
     CRMS,
+    RESULTS_DIR,
     Crm,
     ExportSpec,
     SandboxProcess,
@@ -194,9 +196,9 @@ def run(
                 )
             )
     runs.sort(key=lambda r: (r["case"], r["size"]))
-    flat = flatness(runs)
-    return {
-        "settings": {
+    return _payload(
+        runs,
+        {
             "sizes": sorted(sizes),
             "activities_per_contact": activities_per_contact,
             "sales_per_contact": sales_per_contact,
@@ -208,13 +210,40 @@ def run(
             "quota": None,
             "latency": 0.0,
         },
+    )
+
+
+def carry_over(result: dict[str, Any], previous: Path) -> dict[str, Any]:
+    """Keep the runs of the kinds (export, import) this run skipped from the last results with
+    the same settings, marked ``carried_over``: exports and imports can be re-measured apart."""
+    measured = {r["kind"] for r in result["runs"]}
+    try:
+        before = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return result
+    same = ("sizes", "activities_per_contact", "sales_per_contact")
+    if any(before.get("settings", {}).get(k) != result["settings"][k] for k in same):
+        return result
+    kept = [
+        {**r, "carried_over": r.get("carried_over") or before.get("finished_at", True)}
+        for r in before.get("runs", [])
+        if r.get("kind") not in measured
+    ]
+    runs = sorted([*result["runs"], *kept], key=lambda r: (r["case"], r["size"]))
+    return _payload(runs, result["settings"])
+
+
+def _payload(runs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    flat = flatness(runs)
+    return {
+        "settings": settings,
         "runs": runs,
         "flatness": flat,
         "table": {
             "columns": list(COLUMNS),
             "rows": [
                 [
-                    r["case"],
+                    r["case"] + (" (earlier run)" if r.get("carried_over") else ""),
                     r["size"],
                     r["rows"],
                     r["duration_s"],
@@ -312,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="which CRM's export to measure (none: imports only)",
     )
     parser.add_argument("--no-import", action="store_true", help="measure exports only")
+    parser.add_argument(
+        "--name", default=NAME, help=f"results/<name>.json (default {NAME}), e.g. memory_1m_2m"
+    )
     args = parser.parse_args(argv)
     crms: tuple[Crm, ...] = {"both": CRMS, "none": ()}.get(args.export_crm, (args.export_crm,))
     if not crms and args.no_import:
@@ -324,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             export_crms=crms,
             imports=not args.no_import,
         )
-    path = write_results(NAME, result)
+    result = carry_over(result, RESULTS_DIR / f"{args.name}.json")
+    path = write_results(args.name, result)
     report(result)
     note(f"results: {path}")
 

@@ -53,16 +53,17 @@ BREAKDOWN = (
     ("etl/extract/csv_input.py", "records", "  csv.reader records + line tracking"),
     ("etl/extract/csv_input.py", "_chunk", "  building the chunk DataFrame"),
     ("etl/transform/contact_input.py", "normalize_chunk", "normalising: normalize_chunk (all)"),
-    ("etl/transform/contact_input.py", "_phones", "  phones (_phones)"),
-    ("etl/transform/contact_input.py", "_e164", "    phonenumbers parse/validate/format"),
-    ("etl/transform/contact_input.py", "parse_birthdays", "  birthdays (parse_birthdays)"),
-    ("etl/transform/contact_input.py", "_names", "  names (_names)"),
-    ("etl/transform/contact_input.py", "normalize_email", "  emails (normalize_email)"),
-    ("etl/transform/contact_input.py", "_tags", "  tags (_tags)"),
-    ("etl/transform/contact_input.py", "_clean", "  trimming (_clean, all columns)"),
+    ("etl/transform/contact_input.py", "_as_table", "  cells to one-chunk Arrow strings"),
+    ("etl/transform/contact_rules.py", "phones", "  phones (phones)"),
+    ("etl/transform/phones.py", "to_e164", "    to_e164 (vectorised)"),
+    ("etl/transform/phones.py", "e164", "      phonenumbers, for values off the fast path"),
+    ("etl/transform/contact_rules.py", "parse_birthdays", "  birthdays (parse_birthdays)"),
+    ("etl/transform/contact_rules.py", "names", "  names (names)"),
+    ("etl/transform/contact_rules.py", "normalize_email", "  emails (normalize_email)"),
+    ("etl/transform/contact_rules.py", "split_tags", "  tags (split_tags)"),
+    ("etl/transform/contact_rules.py", "clean", "  trimming (clean, all columns)"),
     ("etl/transform/contact_input.py", "too_long", "  length checks (too_long)"),
-    ("etl/transform/contact_input.py", "_properties", "  properties (_properties)"),
-    ("etl/transform/contact_input.py", "_property_dicts", "  property dicts"),
+    ("etl/transform/contact_rules.py", "property_map", "  properties map (property_map)"),
     ("etl/transform/contact_input.py", "_rejects", "  reject rows (_rejects)"),
 )
 
@@ -109,10 +110,10 @@ def _pass_ours(path: Path, region: str | None, profile: Path | None) -> dict[str
         if chunk is None:
             break
         mark, mark_cpu = time.perf_counter(), time.process_time()
-        normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, options)
+        normalized = normalize_chunk(chunk.table, chunk.lines, mapping, options)
         normalising += time.perf_counter() - mark
         normalising_cpu += time.process_time() - mark_cpu
-        rows += len(chunk.frame) + len(chunk.rejects)
+        rows += len(chunk.lines) + len(chunk.rejects)
         contacts += len(normalized.contacts)
         rejects += len(chunk.rejects) + len(normalized.rejects)
     total, total_cpu = time.perf_counter() - started, time.process_time() - cpu

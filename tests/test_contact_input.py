@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from etl.extract.csv_input import read_chunks, read_header, sniff
@@ -23,9 +24,11 @@ from etl.transform.contact_input import (
     build_mapping,
     email_keys,
     find_duplicates,
+    load_frame_schema,
     normalize_chunk,
     superseded_lines,
 )
+from etl.transform.contact_rules import SPACE_CHARS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -49,8 +52,14 @@ def normalize(
     return result
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with NA as None (lists and dicts kept)."""
+def records(frame: pa.Table | pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with NA as None (lists and dicts kept, a map as a dict)."""
+    if isinstance(frame, pa.Table):
+        rows = frame.to_pylist()
+        for row in rows:
+            if isinstance(row.get("properties"), list):
+                row["properties"] = dict(row["properties"])
+        return rows
     out = []
     for record in frame.to_dict("records"):
         out.append(
@@ -63,9 +72,8 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def reasons(result: NormalizedChunk) -> dict[int, str]:
-    return dict(
-        zip(result.rejects["line"].tolist(), result.rejects["reason"].tolist(), strict=True)
-    )
+    rejects = result.rejects
+    return dict(zip(rejects["line"].to_pylist(), rejects["reason"].to_pylist(), strict=True))
 
 
 # --------------------------------------------------------------------------- mapping
@@ -281,7 +289,7 @@ def test_phones_to_e164_with_a_region() -> None:
         )
     ]
     result = normalize(rows, default_region="DE")
-    assert result.contacts["phone"].tolist() == [
+    assert result.contacts["phone"].to_pylist() == [
         "+49301234567",
         "+49301234567",
         "+498912345678",
@@ -291,8 +299,7 @@ def test_phones_to_e164_with_a_region() -> None:
         "+14155552671",
         "+49301234567;ext=12",
     ]
-    assert result.contacts["fax"].tolist()[0] == "+49307654321"
-    assert pd.isna(result.contacts["fax"].tolist()[1])
+    assert result.contacts["fax"].to_pylist()[:2] == ["+49307654321", None]
     assert reasons(result) == {
         10: "invalid phone '12'",
         11: "invalid phone 'call me'; invalid fax '99'",
@@ -303,8 +310,8 @@ def test_phones_kept_trimmed_without_a_region() -> None:
     result = normalize(
         [{"Email": "a@x.de", "Phone": " 030 / 123 45 "}, {"Email": "b@x.de", "Phone": "12"}]
     )
-    assert result.contacts["phone"].tolist() == ["030 / 123 45", "12"]
-    assert result.rejects.empty
+    assert result.contacts["phone"].to_pylist() == ["030 / 123 45", "12"]
+    assert result.rejects.num_rows == 0
 
 
 def test_names_split_join_and_collapse() -> None:
@@ -320,7 +327,7 @@ def test_names_split_join_and_collapse() -> None:
         ],
         {"First": "first_name", "Last": "last_name"},
     )
-    assert records(result.contacts[["name", "first_name", "last_name"]]) == [
+    assert records(result.contacts.select(["name", "first_name", "last_name"])) == [
         {"name": "Hans Peter Müller", "first_name": "Hans", "last_name": "Peter Müller"},
         {"name": "Müller, Anna", "first_name": "Anna", "last_name": "Müller"},
         {"name": "Cher", "first_name": "Cher", "last_name": None},
@@ -333,7 +340,7 @@ def test_names_split_join_and_collapse() -> None:
 
 def test_full_name_alone_gives_first_and_last_columns() -> None:
     result = normalize([{"Email": "a@x.de", "Name": "Jan Kowalski"}])
-    assert list(result.contacts.columns) == ["row", "email", "name", "first_name", "last_name"]
+    assert result.contacts.column_names == ["row", "email", "name", "first_name", "last_name"]
     assert records(result.contacts) == [
         {
             "row": 2,
@@ -372,7 +379,7 @@ def test_full_name_alone_gives_first_and_last_columns() -> None:
 def test_birthday_formats(text: str, dayfirst: bool, expected: str) -> None:
     result = normalize([{"Email": "a@x.de", "DOB": f" {text} "}], dayfirst=dayfirst)
     assert reasons(result) == {}
-    assert result.contacts["birthday"].tolist() == [expected]
+    assert result.contacts["birthday"].to_pylist() == [expected]
 
 
 @pytest.mark.parametrize(
@@ -388,11 +395,12 @@ def test_birthday_formats(text: str, dayfirst: bool, expected: str) -> None:
         ("01.01.2999", True),
         ("yesterday", True),
         ("1990", True),
+        ("１９９０-05-17", True),  # full-width digits: not a yyyyMMdd the CRM takes
     ],
 )
 def test_invalid_birthdays(text: str, dayfirst: bool) -> None:
     result = normalize([{"Email": "a@x.de", "DOB": text}], dayfirst=dayfirst)
-    assert result.contacts.empty
+    assert result.contacts.num_rows == 0
     assert reasons(result) == {2: f"invalid birthday '{text}'"}
 
 
@@ -404,7 +412,7 @@ def test_tags_split_trimmed_deduplicated() -> None:
             {"Email": "c@x.de", "Tags": "b2b"},
         ]
     )
-    assert records(result.contacts[["tags"]]) == [
+    assert records(result.contacts.select(["tags"])) == [
         {"tags": ["vip", "newsletter", "VIP"]},
         {"tags": None},
         {"tags": ["b2b"]},
@@ -432,7 +440,7 @@ def test_text_trimmed_empty_is_na_and_properties_hold_non_empty_values() -> None
             },
         ]
     )
-    assert list(result.contacts.columns) == [
+    assert result.contacts.column_names == [
         "row",
         "email",
         "company",
@@ -458,8 +466,9 @@ def test_text_trimmed_empty_is_na_and_properties_hold_non_empty_values() -> None
             "properties": {},
         },
     ]
-    assert result.contacts["row"].dtype == np.int64
-    assert all(isinstance(result.contacts[c].dtype, pd.StringDtype) for c in ("email", "city"))
+    assert result.contacts.schema == load_frame_schema(
+        build_mapping(["Email", "Company", "City", "Country", "Loyalty Tier", "Source"])
+    )
 
 
 def test_values_over_max_length_are_rejected() -> None:
@@ -485,13 +494,14 @@ def test_several_problems_joined_and_original_values_kept() -> None:
         {"E-mail": "ok@x.de", "Phone": "030 1234567", "DOB": "", "Notes": ""},
     ]
     result = normalize(rows, {"Notes": "ignore"}, default_region="DE")
-    assert list(result.rejects.columns) == ["line", "reason", "values"]
-    assert result.rejects["line"].dtype == np.int64
-    assert result.rejects["line"].tolist() == [2]
-    assert result.rejects["reason"].tolist() == [
+    assert result.rejects.schema == pa.schema(
+        [("line", pa.int64()), ("reason", pa.string()), ("values", pa.string())]
+    )
+    assert result.rejects["line"].to_pylist() == [2]
+    assert result.rejects["reason"].to_pylist() == [
         "invalid email 'kurt@'; invalid phone '123'; invalid birthday '32.13.1980'"
     ]
-    assert json.loads(result.rejects["values"].iloc[0]) == rows[0]
+    assert json.loads(result.rejects["values"][0].as_py()) == rows[0]
     assert records(result.contacts) == [
         {"row": 3, "email": "ok@x.de", "phone": "+49301234567", "birthday": None}
     ]
@@ -502,17 +512,72 @@ def test_chunk_index_and_line_numbers_are_respected() -> None:
     frame.index = [10, 11, 12]
     mapping = build_mapping(["Email"])
     result = normalize_chunk(frame, [40, 42, 45], mapping, NormalizeOptions())
-    assert result.contacts["row"].tolist() == [40, 45]
-    assert result.rejects["line"].tolist() == [42]
+    assert result.contacts["row"].to_pylist() == [40, 45]
+    assert result.rejects["line"].to_pylist() == [42]
     with pytest.raises(ValueError, match="2 line numbers for 3 rows"):
         normalize_chunk(frame, [1, 2], mapping, NormalizeOptions())
+
+
+def test_arrow_table_in_any_string_type_gives_the_frame_result() -> None:
+    rows = [
+        {"Email": " A@x.de", "Name": "Müller, Anna", "DOB": "7. Mai 1979", "Tags": "a;b;a"},
+        {"Email": "bad", "Name": "", "DOB": "", "Tags": ""},
+        {"Email": "c@x.de", "Name": "Jan\u2028 Kowalski", "DOB": "1990-5-7", "Tags": "b|a|b"},
+        {"Email": "d@x.de", "Name": "", "DOB": "31.02.1990", "Tags": "x"},
+    ]
+    mapping = build_mapping(list(rows[0]))
+    lines = [2, 3, 5, 6]
+    expected = normalize_chunk(frame_of(rows), lines, mapping)
+    assert records(expected.contacts) == [
+        {
+            "row": 2,
+            "email": "a@x.de",
+            "name": "Müller, Anna",
+            "first_name": "Anna",
+            "last_name": "Müller",
+            "birthday": "19790507",
+            "tags": ["a", "b"],
+        },
+        {
+            "row": 5,
+            "email": "c@x.de",
+            "name": "Jan Kowalski",
+            "first_name": "Jan",
+            "last_name": "Kowalski",
+            "birthday": "19900507",
+            "tags": ["b", "a"],
+        },
+    ]
+    assert reasons(expected) == {3: "invalid email 'bad'", 6: "invalid birthday '31.02.1990'"}
+    for kind in (pa.string(), pa.large_string(), pa.string_view()):
+        columns = {
+            h: pa.chunked_array([[r[h] for r in rows[:1]], [r[h] for r in rows[1:]]], kind)
+            for h in rows[0]
+        }
+        result = normalize_chunk(pa.table(columns), np.array(lines), mapping)
+        assert result.contacts.equals(expected.contacts)
+        assert result.rejects.equals(expected.rejects)
+
+
+def test_whitespace_is_what_python_calls_whitespace() -> None:
+    assert set(SPACE_CHARS) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    result = normalize(
+        [
+            {"Email": "a\xa0b@x.de", "Name": "x"},
+            {"Email": "\u3000c@x.de\u2029", "Name": "Ann\u3000\u3000Lee\x85Smith"},
+        ]
+    )
+    assert reasons(result) == {2: "invalid email 'a\xa0b@x.de'"}
+    assert records(result.contacts.select(["email", "first_name", "last_name"])) == [
+        {"email": "c@x.de", "first_name": "Ann", "last_name": "Lee Smith"}
+    ]
 
 
 def test_empty_chunk() -> None:
     frame = pd.DataFrame({"Email": pd.Series([], dtype="str"), "Tier": pd.Series([], dtype="str")})
     result = normalize_chunk(frame, [], build_mapping(["Email", "Tier"]), NormalizeOptions())
-    assert list(result.contacts.columns) == ["row", "email", "properties"]
-    assert result.contacts.empty and result.rejects.empty
+    assert result.contacts.column_names == ["row", "email", "properties"]
+    assert result.contacts.num_rows == 0 and result.rejects.num_rows == 0
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -564,14 +629,15 @@ def load(path: Path, mapping_file: Path | None = None, **options: Any):
     mapping = build_mapping(read_header(path, dialect), explicit)
     contacts, rejects, records_seen = [], {}, 0
     for chunk in read_chunks(path, dialect, chunk_rows=25):
-        records_seen += len(chunk.frame) + len(chunk.rejects)
+        records_seen += chunk.table.num_rows + len(chunk.rejects)
         for reject in chunk.rejects:
             rejects[reject.line] = reject.reason
-        result = normalize_chunk(chunk.frame, chunk.lines, mapping, NormalizeOptions(**options))
-        assert len(result.contacts) + len(result.rejects) == len(chunk.frame)
+        result = normalize_chunk(chunk.table, chunk.lines, mapping, NormalizeOptions(**options))
+        assert len(result.contacts) + len(result.rejects) == chunk.table.num_rows
         contacts.append(result.contacts)
         rejects.update(reasons(result))
-    return dialect, mapping, pd.concat(contacts, ignore_index=True), rejects, records_seen
+    frame = pd.DataFrame(records(pa.concat_tables(contacts)))
+    return dialect, mapping, frame, rejects, records_seen
 
 
 def readme_table(title: str) -> list[list[str]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from etl.extract.csv_input import (
@@ -32,7 +34,7 @@ def read_all(path: Path, chunk_rows: int = 10_000) -> tuple[list[dict], list[int
     for chunk in read_chunks(path, dialect, chunk_rows=chunk_rows):
         assert len(chunk.frame) == len(chunk.lines)
         rows += chunk.frame.to_dict("records")
-        lines += chunk.lines
+        lines += chunk.lines.tolist()
         rejects += chunk.rejects
     return rows, lines, rejects
 
@@ -272,7 +274,7 @@ def test_chunking_keeps_lines_across_chunk_boundaries(tmp_path: Path) -> None:
     path = write(tmp_path, ("Email,Note\n" + "".join(records)).encode())
     chunks = list(read_chunks(path, sniff(path), chunk_rows=4))
     assert [len(c.frame) + len(c.rejects) for c in chunks] == [4, 4, 4, 4, 4, 4, 1]
-    assert [line for c in chunks for line in c.lines] == expected_lines
+    assert [line for c in chunks for line in c.lines.tolist()] == expected_lines
     assert [r.line for c in chunks for r in c.rejects] == [16]
     emails = [e for c in chunks for e in c.frame["Email"]]
     assert emails == [f"u{i}@x.de" for i in range(25) if i != 10]
@@ -349,3 +351,140 @@ def test_random_bytes_are_binary(tmp_path: Path) -> None:
     noise = random.Random(7).randbytes(4096)
     path = write(tmp_path, b"GARBAGE" + noise)
     assert error_of(path).startswith(f"{path}: not a CSV text file (binary content: ")
+
+
+# --------------------------------------------------------------------------- fast path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "sample_data").glob("*.csv")) + sorted(
+    (ROOT / "sample_data" / "bad").glob("*.csv")
+)
+
+
+def outcome(path: Path, *, fast: bool, chunk_rows: int, block_bytes: int = 1 << 22) -> object:
+    """Everything a caller sees of a read: chunks (rows, lines, rejects) or the file error."""
+    try:
+        dialect = sniff(path)
+        chunks = list(
+            read_chunks(path, dialect, chunk_rows=chunk_rows, fast=fast, block_bytes=block_bytes)
+        )
+    except InputFileError as exc:
+        return str(exc)
+    for chunk in chunks:
+        assert chunk.table.schema == pa.schema([(n, pa.string()) for n in chunk.table.column_names])
+        assert chunk.lines.dtype == np.int64
+        assert chunk.frame.to_dict("records") == chunk.table.to_pylist()
+    return [(c.table.to_pylist(), c.lines.tolist(), c.rejects) for c in chunks]
+
+
+def assert_same_either_way(
+    path: Path, chunk_rows: int = 10_000, block_sizes: tuple[int, ...] = (1 << 22, 300, 64, 1)
+) -> set[str]:
+    """The fast path gives what the exact reader gives, at any block size; returns readers."""
+    exact = outcome(path, fast=False, chunk_rows=chunk_rows)
+    for block_bytes in block_sizes:
+        assert outcome(path, fast=True, chunk_rows=chunk_rows, block_bytes=block_bytes) == exact
+    if isinstance(exact, str):
+        return set()
+    return {c.reader for c in read_chunks(path, sniff(path), chunk_rows=chunk_rows)}
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("chunk_rows", [7, 10_000])
+def test_fast_path_matches_exact_reader_on_sample_files(path: Path, chunk_rows: int) -> None:
+    assert_same_either_way(path, chunk_rows)
+
+
+def test_a_well_formed_file_takes_the_fast_path() -> None:
+    path = ROOT / "sample_data" / "contacts_clean.csv"
+    chunks = list(read_chunks(path, sniff(path), chunk_rows=50))
+    assert {c.reader for c in chunks} == {"arrow"}
+    assert sum(c.table.num_rows for c in chunks) == 200
+    assert chunks[0].lines.tolist()[:3] == [2, 3, 4]
+
+
+def test_ragged_rows_stay_on_the_fast_path(tmp_path: Path) -> None:
+    text = "Email;Name;City\r\na@b.de;A;X;extra\r\nc@d.de;C\r\ne@f.de;E;Y;;\r\ng@h.de;G;Z\r\n"
+    path = write(tmp_path, text.encode())
+    assert assert_same_either_way(path) == {"arrow"}
+    _, lines, rejects = read_all(path)
+    assert [r.line for r in rejects] == [2, 3]
+    assert lines == [4, 5]
+
+
+def generated(kind: str) -> bytes:
+    """Files with the oddities the fast path must read exactly as the exact reader does."""
+    notes = ("plain", '"two\r\nlines"', '"semi; colon"', '"say ""hi"""', "", '"a\nb\r\nc"')
+    rows = [f"u{i}@x.de;Zoë {i};{notes[i % len(notes)]}" for i in range(40)]
+    if kind == "quoted newlines, CRLF":
+        return ("Email;Name;Note\r\n" + "\r\n".join(rows) + "\r\n").encode()
+    if kind == "no newline at the end":
+        return ("Email;Name;Note\n" + "\n".join(rows)).encode()
+    if kind == "cp1252":
+        text = "Email;Name;Note\r\n" + "\r\n".join(r.replace("ë", "é") + " 5 €" for r in rows)
+        return text.encode("cp1252") + b"\r\nz@x.de;x\x81y;\x9d\r\n"
+    if kind == "BOM":
+        return b"\xef\xbb\xbf" + ("Email;Name;Note\r\n" + "\r\n".join(rows)).encode()
+    if kind == "trailing empty cells":
+        return ("Email;Name;Note\n" + "".join(f"{r};;\n" for r in rows[:10])).encode()
+    if kind == "blank lines and blank rows":
+        blank = "\n;;\n \t\n\u3000;\x1c;\xa0 \n\u2007\n"  # str.isspace, not only ASCII
+        return ("Email;Name;Note\n" + "\n\n".join(rows[:10]) + blank + rows[11]).encode()
+    if kind == "lone CR line ends":
+        return ("Email;Name;Note\r" + "\r".join(rows[:12]) + "\n" + rows[13]).encode()
+    if kind == "NUL and undecodable bytes":
+        body = "\n".join(rows[:10]).encode()
+        return b"Email;Name;Note\n" + body + b"\nn@x.de;N\x00;\nb@x.de;M\xfcller;\n" + body
+    if kind == "unclosed quote":
+        return (
+            "Email;Name;Note\n" + "\n".join(rows[:10]) + '\nq@x.de;Q;"open\n' + rows[3]
+        ).encode()
+    if kind == "stray quotes":
+        return ("Email;Name;Note\n" + "\n".join(rows[:8]) + '\nq@x.de;5\'11";x"y\n').encode()
+    if kind == "quote after a quoted field":
+        return ("Email;Name;Note\n" + "\n".join(rows[:8]) + '\nq@x.de;"a\nb"c";"d"\n').encode()
+    if kind == "header over two lines":
+        return ('Email;"Na\nme";Note\n' + "\n".join(rows[:8])).encode()
+    raise AssertionError(kind)
+
+
+KINDS = [
+    "quoted newlines, CRLF",
+    "no newline at the end",
+    "cp1252",
+    "BOM",
+    "trailing empty cells",
+    "blank lines and blank rows",
+    "lone CR line ends",
+    "NUL and undecodable bytes",
+    "unclosed quote",
+    "stray quotes",
+    "quote after a quoted field",
+    "header over two lines",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunk_rows", [3, 10_000])
+def test_fast_path_matches_exact_reader_on_odd_files(
+    tmp_path: Path, kind: str, chunk_rows: int
+) -> None:
+    path = write(tmp_path, generated(kind))
+    readers = assert_same_either_way(path, chunk_rows)
+    if kind in {"quoted newlines, CRLF", "no newline at the end", "cp1252", "BOM"}:
+        assert readers == {"arrow"}
+
+
+def test_fast_path_lines_and_rejects_in_a_big_file(tmp_path: Path) -> None:
+    notes = ("", '"line one\r\nline two"', "x", '"a;b"')
+    body = "".join(
+        f"u{i}@x.de;Name {i};{notes[i % 4]}\r\n" if i % 997 else f"u{i}@x.de;ragged;row;more\r\n"
+        for i in range(20_000)
+    )
+    path = write(tmp_path, ("Email;Name;Note\r\n" + body).encode())
+    assert assert_same_either_way(path, 1000, block_sizes=(1 << 22, 50_000)) == {"arrow"}
+    rows, _, rejects = read_all(path, chunk_rows=1000)
+    assert len(rows) + len(rejects) == 20_000
+    assert rejects[1] == InputReject(
+        997 + 997 // 4 + 2, "row has 4 fields, the header has 3", "u997@x.de;ragged;row;more"
+    )

@@ -6,12 +6,14 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from etl.clients import SalesManagoClient, SalesNexusClient
 from etl.load import (
     CsvSink,
     ParquetDatasetSink,
@@ -26,6 +28,11 @@ from etl.load import (
     read_manifest,
     write_manifest,
 )
+from etl.load.contact_payloads import salesmanago_entries
+from etl.load.crm_contacts import SalesManagoContactWriter, SalesNexusContactWriter
+from etl.sandbox import SalesManagoEmulator, SalesNexusEmulator, SandboxConfig
+from etl.transform.salesnexus import FieldCatalog
+from tests.support import sm_config, sn_config
 
 DAY = date(2026, 11, 23)
 SCHEMA = pa.schema(
@@ -499,3 +506,125 @@ def test_replace_partition_keeps_only_the_latest_runs_parts(tmp_path: Path) -> N
     table = pd.read_parquet(tmp_path / "t")
     assert sorted(table["id"]) == [*range(100, 110), 500, 501, 502]
     assert all_files(tmp_path / "t" / "dt=2026-11-23") == ["part-run-b-00000.parquet"]
+
+
+# --- SALESmanago upsert entries built column-wise ----------------------------------------------
+LOAD_FRAME = pa.schema(
+    [
+        ("row", pa.int64()),
+        *((c, pa.string()) for c in ("email", "name", "first_name", "last_name", "phone")),
+        *((c, pa.string()) for c in ("company", "street", "zip_code", "city", "province")),
+        *((c, pa.string()) for c in ("country", "state", "external_id", "birthday")),
+        ("tags", pa.list_(pa.string())),
+        ("properties", pa.map_(pa.string(), pa.string())),
+    ]
+)
+AWKWARD_TEXT = ['Zoë "Zo" Müller', "back\\slash", "日本 🚀", "", None, "line\nbreak", "tab\there"]
+
+
+def awkward_frame(n: int) -> pa.Table:
+    """Quotes, backslashes, non-ASCII, control characters, empty and missing values, empty and
+    null tags, a property given twice or without a value: every corner of the entry rules."""
+    rows = []
+    for i in range(n):
+        text = AWKWARD_TEXT[i % len(AWKWARD_TEXT)]
+        other = AWKWARD_TEXT[(i * 3 + 1) % len(AWKWARD_TEXT)]
+        rows.append(
+            {
+                "row": i + 2,
+                "email": f"person{i}@example.org",
+                "name": other if i % 4 else None,
+                "first_name": text if i % 3 else None,
+                "last_name": other if i % 5 else "",
+                "phone": "+4930123456" if i % 2 else None,
+                "company": text,
+                "street": other,
+                "zip_code": "10115" if i % 3 == 0 else None,
+                "city": text if i % 7 else None,
+                "province": other if i % 6 == 0 else None,
+                "country": "DE",
+                "state": "CUSTOMER" if i % 8 == 0 else None,
+                "external_id": str(i) if i % 9 == 0 else None,
+                "birthday": "19900503" if i % 2 else None,
+                "tags": [[], None, ["vip"], ["a", 'b"c', text or "x"]][i % 4],
+                "properties": [
+                    None,
+                    [],
+                    [("Tier", "gold")],
+                    [("Tier", other), ('Notes "x"', text)],
+                    [("dup", "1"), ("dup", None)],
+                ][i % 5],
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=LOAD_FRAME)
+
+
+def test_column_wise_entries_are_the_per_row_entries() -> None:
+    table = awkward_frame(140)
+    for frame in (table, table.slice(13, 90), pa.concat_tables([table.slice(0, 5), table])):
+        encoded = salesmanago_entries(frame, SalesManagoContactWriter.entry).to_pylist()
+        expected = [SalesManagoContactWriter.entry(r) for r in frame.to_pylist()]
+        assert [orjson.loads(e) for e in encoded] == expected
+    fewer = table.drop_columns(["first_name", "tags", "properties", "street", "zip_code"])
+    encoded = salesmanago_entries(fewer, SalesManagoContactWriter.entry).to_pylist()
+    assert [orjson.loads(e) for e in encoded] == [
+        SalesManagoContactWriter.entry(r) for r in fewer.to_pylist()
+    ]
+
+
+async def test_pre_encoded_entries_store_the_same_contacts_as_dicts() -> None:
+    """An import's Arrow chunk (entries encoded column-wise, sent pre-encoded) leaves the same
+    contacts in the CRM as the same rows sent as one dict each, with one result per row."""
+    table = awkward_frame(1200)  # two requests
+    stored = []
+    for encoded in (True, False):
+        async with SalesManagoEmulator(SandboxConfig(contacts=0)) as sm:
+            async with SalesManagoClient(sm_config(sm)) as client:
+                if encoded:
+                    results = await SalesManagoContactWriter(client).write(table)
+                    assert [r.row for r in results] == table["row"].to_pylist()
+                    assert all(r.ok and r.id == sm.store.id_for_email(r.email) for r in results)
+                else:
+                    entries = [SalesManagoContactWriter.entry(r) for r in table.to_pylist()]
+                    assert all(o.ok for o in await client.batch_upsert(entries))
+            assert sorted(sm.stats.batch_sizes["contact/batchupsert"]) == [200, 1000]
+            stored.append(
+                sorted(
+                    (
+                        {k: v for k, v in c.items() if k not in ("id", "createdOn", "modifiedOn")}
+                        | {"contactTags": [t["tag"] for t in c["contactTags"]]}
+                        for c in sm.store.contacts.values()
+                    ),
+                    key=lambda c: c["email"],
+                )
+            )
+    assert len(stored[0]) == 1200
+    assert stored[0] == stored[1]
+
+
+async def test_salesnexus_entries_column_wise_are_the_per_row_entries() -> None:
+    """Field ids from the catalog, full names, ``yyyy-MM-dd`` birthdays, tags as one text, and
+    properties under the id of the custom field of their name (one overriding a column's)."""
+    table = awkward_frame(140)
+    props = pa.array(
+        [
+            [("Customer Tier", text), ("lead source", "web"), ("PHONE", "+1 555"), ("Nope", "x")]
+            if i % 3
+            else [("Customer Tier", None), ("Customer Tier", "gold")]
+            for i, text in enumerate(AWKWARD_TEXT * 20)
+        ],
+        LOAD_FRAME.field("properties").type,
+    )
+    table = table.set_column(table.schema.get_field_index("properties"), "properties", props)
+    async with (
+        SalesNexusEmulator(SandboxConfig(contacts=0)) as sn,
+        SalesNexusClient(sn_config(sn)) as client,
+    ):
+        writer = SalesNexusContactWriter(
+            client, FieldCatalog.from_api(await client.get_all_fields())
+        )
+    for frame in (table, table.slice(7, 100)):
+        rows, emails, entries = writer.encode(frame)
+        assert (rows, emails) == (frame["row"].to_pylist(), frame["email"].to_pylist())
+        expected = [writer.entry(r) for r in frame.to_pylist()]
+        assert [orjson.loads(e) for e in entries] == expected

@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -410,6 +411,48 @@ def test_salesmanago_contact_without_id_is_an_error() -> None:
         salesmanago.contacts_table([{"id": "a"}, {"name": "No Id"}])
 
 
+def _answer(contacts: Any, **envelope: Any) -> bytes:
+    return orjson.dumps({"success": True, "message": [], "contacts": contacts, **envelope})
+
+
+def test_salesmanago_decode_page_equals_decoded_records() -> None:
+    page = [*sm_page(), None, {"id": "x-1", "unknown": {"nested": [1, 2]}, "contactTags": None}]
+    decoded = salesmanago.decode_page(_answer(page, hasMore=True))
+    assert decoded is not None
+    records, has_more = decoded
+    assert has_more is True
+    assert salesmanago.contact_ids(records) == salesmanago.contact_ids(page)
+    for name, table in split_page(records).items():
+        assert table.equals(split_page(page)[name]), name
+    # several pages at once, Arrow and decoded JSON mixed: the same rows as page by page
+    pages = [records, page[:1], records]
+    records_of_pages, page_of = salesmanago.concat_pages(pages)
+    joined = split_page(records_of_pages, TABLES, page_of)
+    for name in TABLES:
+        expected = pa.concat_tables([split_page(p)[name] for p in pages])
+        assert joined[name].equals(expected), name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _answer([{"id": 123456}]),  # a number where a string is expected
+        _answer([{"id": "a", "score": 12.0}]),  # a float where an integer is expected
+        _answer([{"id": "a", "optedOut": 1}]),
+        _answer([], success=False),
+        b'{"success":true,"contacts":[{"id":"a","id":"b"}]}',
+        b'{"success":true,"contacts":[{"id":"a","contactExtEvents":[{"value":NaN}]}]}',
+        b'\xef\xbb\xbf{"success":true,"contacts":[]}',
+        b'{"success":true,"contacts":[{"id":"\xff"}]}',
+        b'{"success":true,"contacts":[]}{"success":true,"contacts":[]}',
+        b"[]",
+        b'{"success":true,"contacts":[',
+    ],
+)
+def test_salesmanago_decode_page_leaves_anything_unusual_to_the_json_decoder(body: bytes) -> None:
+    assert salesmanago.decode_page(body) is None
+
+
 # --------------------------------------------------------------------------- SalesNexus
 
 DEFAULT_FIELDS = [
@@ -611,6 +654,23 @@ def test_salesnexus_contacts_tolerate_non_string_values() -> None:
         [("Annual Revenue", "12.5"), ("Newsletter Opt-In", "false")],
     ]
     assert table.column("name").to_pylist() == ["Jan Nowak", None]
+
+
+def test_salesnexus_arrow_pages_give_the_same_rows() -> None:
+    catalog = FieldCatalog.from_api(catalog_api())
+    records = [by_name(0, r) for r in CONTACT_RECORDS]
+    first, second = records[:2], [*records[2:], {"9999": "extra field"}, {}]
+    ids = [str(i) for i in range(len(first) + len(second))]
+    arrays = [salesnexus.record_array(first), salesnexus.record_array(second)]
+    assert all(isinstance(a, pa.StructArray) for a in arrays)
+    assert arrays[0].type != arrays[1].type  # different keys: concatenated by name
+    expected = salesnexus.contacts_table(ids, [*first, *second], catalog)
+    got = salesnexus.contacts_table(ids, salesnexus.concat_records(arrays), catalog)
+    assert got.equals(expected)
+    mixed = salesnexus.concat_records([arrays[0], second])
+    assert salesnexus.contacts_table(ids, mixed, catalog).equals(expected)
+    odd = [{"48": "Jan Nowak", "303": 1200}]
+    assert salesnexus.record_array(odd) is odd  # not all strings: left to the transforms
 
 
 def test_salesnexus_activities() -> None:

@@ -53,6 +53,7 @@ from etl.pipeline.spec import (
     validate_spec,
 )
 from etl.pipeline.state import ResumeError, RunState
+from etl.runtime import release_freed_memory
 from etl.sandbox import Sandbox
 from etl.transform import TABLES
 from etl.transform.contact_input import MappingError
@@ -261,6 +262,7 @@ def cli() -> None:
 
     Credentials come from environment variables named in the pipeline spec; see the README.
     """
+    release_freed_memory()
 
 
 cli.add_command(sandbox_command)

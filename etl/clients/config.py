@@ -18,8 +18,10 @@ SALESNEXUS_DEFAULT_URL = "https://logon.salesnexus.com/api/call-v1"
 class Pacing:
     """Account-wide pacing: a proactive rate limit and a cap on requests in flight.
 
-    ``rate`` is HTTP requests per second (``None`` switches the limiter off); ``burst`` is how many
-    requests may leave back to back before the rate applies.
+    ``rate`` is HTTP requests per second (``None`` switches the limiter off; a 429's
+    ``Retry-After`` still pauses the account); ``burst`` is how many requests may leave back to
+    back before the rate applies, at most what the account's own quota bucket absorbs. A 429
+    lowers the pace below ``rate`` until the quota allows more (see :mod:`etl.clients.pacing`).
     """
 
     rate: float | None = 5.0

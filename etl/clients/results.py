@@ -27,6 +27,31 @@ class RowOutcome:
 
 
 @dataclass(frozen=True)
+class BatchOutcomes:
+    """What the CRM did with every entry of a bulk write, column-wise (no object per entry).
+
+    ``ids[i]`` is entry ``i``'s contact id, ``statuses[i]`` its :data:`RowStatus`;
+    ``failures`` maps each failed entry's index to the CRM's message, ``""`` when it gave none
+    (the mapping is empty when every entry went in).
+    """
+
+    ids: list[str | None]
+    statuses: list[str]
+    failures: dict[int, str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> list[RowOutcome]:
+        """The same outcomes as one :class:`RowOutcome` per entry."""
+        failures = self.failures
+        return [
+            RowOutcome(i, status, id_, failures.get(i) or None)  # type: ignore[arg-type]
+            for i, (id_, status) in enumerate(zip(self.ids, self.statuses, strict=True))
+        ]
+
+
+@dataclass(frozen=True)
 class ContactPage:
     """One page of SALESmanago's ``paginatedContactList``."""
 

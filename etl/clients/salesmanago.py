@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,13 +24,21 @@ from etl.clients.errors import (
     RateLimitedError,
     TransientError,
 )
-from etl.clients.results import ContactPage, ContactRef, RowOutcome, TransportStats
+from etl.clients.results import (
+    BatchOutcomes,
+    ContactPage,
+    ContactRef,
+    RowOutcome,
+    TransportStats,
+)
 from etl.clients.retry import parse_retry_after
 from etl.clients.transport import HttpTransport, RawResponse
 
 MAX_IDS_PER_CALL = 50
 MAX_PAGE_SIZE = 1000
 MAX_UPSERTS_PER_CALL = 1000
+
+T = TypeVar("T")
 
 
 def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -109,18 +117,32 @@ class SalesManagoClient:
 
         ``idempotent=False`` marks a write that must not be repeated blindly (see
         :class:`~etl.clients.errors.AmbiguousWriteError`)."""
-        payload = {
+        return await self.call_with(path, body, parse_response, idempotent=idempotent)
+
+    async def call_with(
+        self,
+        path: str,
+        body: dict[str, Any],
+        parse: Callable[[RawResponse], T],
+        *,
+        idempotent: bool = True,
+    ) -> T:
+        """:meth:`call` with a parser of its own (e.g. a page decoded straight to Arrow), which
+        must raise as :func:`parse_response` does; large answers are parsed in a worker thread."""
+        data = orjson.dumps({**self._auth(), **body})
+        self._transport.stats.calls += 1
+        return await self._transport.post(
+            f"{self._base}/{path}", data, parse, what=path, idempotent=idempotent
+        )
+
+    def _auth(self) -> dict[str, Any]:
+        """The authentication block every call starts with (a fresh ``requestTime``)."""
+        return {
             "clientId": self.config.client_id,
             "apiKey": self.config.api_key.get_secret_value(),
             "requestTime": int(time.time() * 1000),
             "sha": self._sha,
-            **body,
         }
-        data = orjson.dumps(payload)
-        self._transport.stats.calls += 1
-        return await self._transport.post(
-            f"{self._base}/{path}", data, parse_response, what=path, idempotent=idempotent
-        )
 
     # -- reads ------------------------------------------------------------------------------
     async def paginated_contacts(self, page: int, size: int = MAX_PAGE_SIZE) -> ContactPage:
@@ -183,8 +205,63 @@ class SalesManagoClient:
         )
         outcomes: list[RowOutcome] = []
         for start, chunk, answer in zip(starts, chunks, answers, strict=True):
-            outcomes.extend(_upsert_outcomes(start, chunk, answer))
+            outcomes.extend(_upsert_outcomes(start, [_entry_email(e) for e in chunk], answer))
         return outcomes
+
+    async def batch_upsert_encoded(
+        self,
+        entries: Sequence[str],
+        emails: Sequence[str | None],
+        *,
+        use_double_opt_in: bool = False,
+        lang: str | None = None,
+    ) -> BatchOutcomes:
+        """:meth:`batch_upsert` for entries already encoded as JSON objects (e.g. by
+        :func:`etl.load.contact_payloads.salesmanago_entries`); ``emails[i]`` is entry ``i``'s
+        ``contact.email``, by which the answer confirms it. Same chunks and outcomes, returned
+        column-wise."""
+        if len(entries) != len(emails):
+            raise ValueError(f"{len(entries)} entries but {len(emails)} emails")
+        starts = range(0, len(entries), MAX_UPSERTS_PER_CALL)
+        answers = await asyncio.gather(
+            *(
+                self._upsert_encoded_chunk(
+                    entries[start : start + MAX_UPSERTS_PER_CALL], use_double_opt_in, lang
+                )
+                for start in starts
+            )
+        )
+        ids: list[str | None] = []
+        failures: dict[int, str] = {}
+        for start, answer in zip(starts, answers, strict=True):
+            chunk_emails = emails[start : start + MAX_UPSERTS_PER_CALL]
+            chunk_ids, chunk_failures = _upsert_columns(chunk_emails, answer)
+            ids.extend(chunk_ids)
+            failures.update((start + i, reason) for i, reason in chunk_failures.items())
+        statuses = ["upserted"] * len(ids)
+        for index in failures:
+            statuses[index] = "failed"
+        return BatchOutcomes(ids, statuses, failures)
+
+    async def _upsert_encoded_chunk(
+        self, entries: Sequence[str], use_double_opt_in: bool, lang: str | None
+    ) -> dict[str, Any]:
+        """One ``contact/batchupsert`` request spliced from encoded parts (the authentication
+        block as :meth:`call` writes it, then ``upsertDetails`` last)."""
+        body: dict[str, Any] = {
+            **self._auth(),
+            "owner": self.config.owner,
+            "useApiDoubleOptIn": use_double_opt_in,
+        }
+        if lang:
+            body["lang"] = lang
+        head = orjson.dumps(body)[:-1]  # without its closing brace
+        data = b"".join((head, b',"upsertDetails":[', ",".join(entries).encode(), b"]}"))
+        path = "contact/batchupsert"
+        self._transport.stats.calls += 1
+        return await self._transport.post(
+            f"{self._base}/{path}", data, parse_response, what=path, idempotent=True
+        )
 
     async def _upsert_chunk(
         self, chunk: Sequence[dict[str, Any]], use_double_opt_in: bool, lang: str | None
@@ -231,24 +308,40 @@ class SalesManagoClient:
         )
 
 
+NOT_CONFIRMED = "not confirmed by SALESmanago (absent from contactIds)"
+
+
 def _upsert_outcomes(
-    start: int, chunk: Sequence[dict[str, Any]], answer: dict[str, Any]
+    start: int, emails: Sequence[str | None], answer: dict[str, Any]
 ) -> list[RowOutcome]:
-    ids = {str(email).lower(): str(cid) for email, cid in (answer.get("contactIds") or {}).items()}
+    """One outcome per entry, in order; ``emails`` are the entries' ``contact.email``."""
+    ids, failures = _upsert_columns(emails, answer)
+    return [
+        RowOutcome(start + offset, "upserted", contact_id)
+        if contact_id is not None
+        else RowOutcome(start + offset, "failed", None, failures[offset])
+        for offset, contact_id in enumerate(ids)
+    ]
+
+
+def _upsert_columns(
+    emails: Sequence[str | None], answer: dict[str, Any]
+) -> tuple[list[str | None], dict[int, str]]:
+    """Each entry's contact id (``None`` when it failed) and each failed entry's reason, by
+    its index in the chunk. A row went in when its email is in ``contactIds`` (the contract);
+    ``failedContacts`` supplies the reason when not."""
+    confirmed = answer.get("contactIds") or {}
+    ids_by_email = {str(email).lower(): str(cid) for email, cid in confirmed.items()}
+    lookup = ids_by_email.get
+    ids = [lookup(email.lower()) if email else None for email in emails]
+    if None not in ids:  # the usual answer: every row went in
+        return ids, {}
     reasons: dict[int, str] = {}
     for failure in answer.get("failedContacts") or []:
         if isinstance(failure, dict) and isinstance(failure.get("index"), int):
             reasons[failure["index"]] = str(failure.get("message") or "failed")
-    outcomes = []
-    for offset, entry in enumerate(chunk):
-        email = _entry_email(entry)
-        contact_id = ids.get(email.lower()) if email else None
-        if contact_id is not None:
-            outcomes.append(RowOutcome(start + offset, "upserted", contact_id))
-        else:
-            reason = reasons.get(offset, "not confirmed by SALESmanago (absent from contactIds)")
-            outcomes.append(RowOutcome(start + offset, "failed", None, reason))
-    return outcomes
+    failures = {i: reasons.get(i, NOT_CONFIRMED) for i, cid in enumerate(ids) if cid is None}
+    return ids, failures
 
 
 def _entry_email(entry: dict[str, Any]) -> str | None:

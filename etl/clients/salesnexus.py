@@ -416,6 +416,38 @@ class SalesNexusClient:
             outcomes.extend(_import_outcomes(start, size, result))
         return outcomes
 
+    async def import_contacts_encoded(
+        self,
+        entries: Sequence[str],
+        *,
+        create_if_not_updated: bool = True,
+        match_nulls: bool = False,
+    ) -> list[RowOutcome]:
+        """:meth:`import_contacts` for entries already encoded as JSON objects (e.g. by
+        :func:`etl.load.contact_payloads.salesnexus_entries`): same chunks, same outcomes."""
+        starts = range(0, len(entries), MAX_IMPORT_ROWS)
+        flags = {
+            "create-if-not-updated": "true" if create_if_not_updated else "false",
+            "match-nulls": "true" if match_nulls else "false",
+        }
+        results = await asyncio.gather(
+            *(
+                self.call(
+                    "import-contacts",
+                    {
+                        "contacts": f"[{','.join(entries[start : start + MAX_IMPORT_ROWS])}]",
+                        **flags,
+                    },
+                )
+                for start in starts
+            )
+        )
+        outcomes: list[RowOutcome] = []
+        for start, result in zip(starts, results, strict=True):
+            size = min(MAX_IMPORT_ROWS, len(entries) - start)
+            outcomes.extend(_import_outcomes(start, size, result))
+        return outcomes
+
     async def create_contact(self, field_data: dict[str, str]) -> str:
         return str(await self.call("create-contact", {"contact-field-data": field_data}))
 

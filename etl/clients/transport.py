@@ -4,10 +4,11 @@ The transport knows nothing of either API. Each client passes a ``parse`` functi
 response into a value or raises: :class:`TransientError` (and :class:`RateLimitedError`) to retry,
 anything else to fail at once. Dropped connections and timeouts are transient too.
 
-Pacing is account-wide: one adaptive rate limiter and one semaphore per client, shared by every
-call. After a 429 the whole account pauses until ``Retry-After`` has passed, so concurrent
-requests do not keep hitting a quota that is already spent, and the pace drops below the
-configured rate until a quiet spell lets it probe back up (see :mod:`etl.clients.pacing`).
+Pacing is account-wide: one adaptive pacer and one semaphore per client, shared by every call.
+After a 429 the pacer holds every slot until ``Retry-After`` has passed, so concurrent requests do
+not keep hitting a quota that is already spent (the request that drew it queues for a slot
+again at once, ahead of later callers), and the pace drops below the configured rate until a
+quiet spell lets it probe back up (see :mod:`etl.clients.pacing`).
 """
 
 from __future__ import annotations
@@ -72,9 +73,8 @@ class HttpTransport:
         self.timeouts = timeouts
         self.stats = TransportStats()
         self._rng = rng or random.Random()
-        self._pacer = AdaptivePacer(pacing.rate, pacing.burst) if pacing.rate else None
+        self._pacer = AdaptivePacer(pacing.rate or None, pacing.burst)
         self._in_flight = asyncio.Semaphore(pacing.max_in_flight)
-        self._paused_until = 0.0
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -94,15 +94,15 @@ class HttpTransport:
             await self._session.close()
             self._session = None
 
-    async def pace(self) -> None:
-        """Wait for the account's next request slot (pause after a 429, then the rate limit)."""
-        delay = self._paused_until - time.monotonic()
-        if delay > 0:
-            self.stats.waited_seconds += delay
-            await asyncio.sleep(delay)
-        if self._pacer is not None:
-            await self._pacer.acquire()
-            self.stats.paced_rate = self._pacer.rate
+    async def pace(self) -> int:
+        """Wait for the account's next request slot (after any ``Retry-After`` pause, at the
+        pace); returns the pacer's generation, which a 429 for the request reports back."""
+        paused = self._pacer.paused_until - time.monotonic()
+        if paused > 0:
+            self.stats.waited_seconds += paused
+        generation = await self._pacer.acquire()
+        self.stats.paced_rate = self._pacer.rate
+        return generation
 
     async def post(
         self,
@@ -124,8 +124,10 @@ class HttpTransport:
         attempt = 0
         while True:
             attempt += 1
-            if not (paced and attempt == 1):
-                await self.pace()
+            if paced and attempt == 1:
+                generation = self._pacer.generation  # the caller's slot was granted just now
+            else:
+                generation = await self.pace()
             try:
                 async with self._in_flight:
                     self.stats.requests += 1
@@ -137,10 +139,11 @@ class HttpTransport:
             except TransientError as exc:
                 error: Exception = exc
                 retry_after = exc.retry_after
+                if retry_after is not None:  # hold the whole account, this request included
+                    self._pacer.pause(min(retry_after, self.retry.max_retry_after))
                 if isinstance(exc, RateLimitedError):
                     self.stats.rate_limited += 1
-                    if self._pacer is not None:
-                        self._pacer.rate_limited()
+                    self._pacer.rate_limited(generation)
                 elif "JSON" in str(exc):
                     self.stats.invalid_json += 1
                 else:
@@ -158,11 +161,13 @@ class HttpTransport:
                 raise RetryBudgetExhausted(
                     f"{self.name} {what}", attempts=attempt, last_error=describe(error)
                 ) from error
-            delay = backoff_delay(self.retry, attempt, self._rng)
-            if retry_after is not None:
-                wait = min(retry_after, self.retry.max_retry_after)
-                delay = wait + self._rng.uniform(0.0, self.retry.base_delay)
-                self._paused_until = max(self._paused_until, time.monotonic() + wait)
+            if retry_after is None:
+                delay = backoff_delay(self.retry, attempt, self._rng)
+            elif self._pacer.rate is not None:
+                delay = 0.0  # the pacer's pause holds the retry, then the pace spaces retries out
+            else:  # unpaced: a little jitter after the pause, so retries do not all leave at once
+                pause = max(0.0, self._pacer.paused_until - time.monotonic())
+                delay = pause + self._rng.uniform(0.0, self.retry.base_delay)
             self.stats.retries += 1
             self.stats.waited_seconds += delay
             log.debug(

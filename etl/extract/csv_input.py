@@ -3,19 +3,29 @@
 Real exports are messy: UTF-8 with or without a BOM or Windows-1252, comma/semicolon/tab/pipe
 separated, quoted cells spanning lines, ragged rows, stray NUL or undecodable bytes. Whole-file
 problems raise :class:`InputFileError`; a bad record becomes an :class:`InputReject` with its
-physical line number and never stops the read. Memory is bounded by ``chunk_rows``.
+physical line number and never stops the read. Memory is bounded by ``chunk_rows`` and the block
+size. Blocks of well-formed records are parsed by pyarrow (:mod:`etl.extract.csv_fast`), the rest
+by the exact reader here (Python's ``csv``), with the same outcome to the cell and the line.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from etl.extract import csv_fast
 
 HEAD_BYTES = 64 * 1024
 SNIFF_RECORDS = 200
@@ -77,14 +87,23 @@ class InputReject:
     raw: str
 
 
-@dataclass
+@dataclass(eq=False)
 class CsvChunk:
-    """Up to ``chunk_rows`` records: ``frame`` holds the good ones (one ``str`` column per
-    header name, "" for an empty cell), ``lines[i]`` the physical line where row ``i`` starts."""
+    """Up to ``chunk_rows`` records: ``table`` holds the good ones (one string column per
+    header name, "" for an empty cell), ``lines[i]`` the physical line where row ``i`` starts.
 
-    frame: pd.DataFrame
-    lines: list[int]
+    ``reader`` says which reader took the records ("arrow", "python" or "arrow+python");
+    the contents are the same either way. ``frame`` is a pandas view of ``table``.
+    """
+
+    table: pa.Table
+    lines: np.ndarray
     rejects: list[InputReject] = field(default_factory=list)
+    reader: str = "python"
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        return self.table.to_pandas()
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -230,22 +249,26 @@ def _count_outside_quotes(text: str) -> list[dict[str, int]]:
 
 
 class _Records:
-    """csv.reader over a text file that also keeps each record's raw lines and flags.
+    """csv.reader over lines of text that also keeps each record's raw lines and flags.
 
     csv.reader pulls exactly the lines of one record per ``next()``, so the lines pulled
     since the previous record are that record's text; ``start`` is its physical line.
+    ``cut_short`` says a record ran into the end of the text (an unclosed quote, or a block
+    cut inside a record).
     """
 
-    def __init__(self, path: Path, dialect: CsvDialect) -> None:
-        self.path = path
-        self.dialect = dialect
+    def __init__(self, text: Iterable[str], delimiter: str, first_line: int = 1) -> None:
+        self.text = text
+        self.delimiter = delimiter
         self.lines: list[str] = []
-        self.line_count = 0
+        self.line_count = first_line - 1
         self.has_nul = False
         self.has_surrogates = False
+        self.exhausted = False
+        self.cut_short = False
 
-    def _lines(self, file: Iterator[str]) -> Iterator[str]:
-        for line in file:
+    def _lines(self) -> Iterator[str]:
+        for line in self.text:
             self.lines.append(line)
             self.line_count += 1
             if "\x00" in line:
@@ -253,36 +276,27 @@ class _Records:
             if not line.isascii() and _SURROGATES.search(line):
                 self.has_surrogates = True
             yield line
+        self.exhausted = True
 
     def records(self) -> Generator[_Record, None, None]:
         """Yields (start line, fields, csv error); blank records are skipped."""
-        utf8 = self.dialect.encoding == "utf-8"
-        try:
-            file = self.path.open(
-                encoding="utf-8-sig" if utf8 else self.dialect.encoding,
-                errors="surrogateescape" if utf8 else _CP1252_ERRORS,
-                newline="",
-            )
-        except FileNotFoundError:
-            raise InputFileError(f"{self.path}: file not found") from None
-        with file:
-            reader = csv.reader(
-                self._lines(file), delimiter=self.dialect.delimiter, quotechar=QUOTE
-            )
-            while True:
-                start = self.line_count + 1
-                self.lines.clear()
-                self.has_nul = self.has_surrogates = False
-                try:
-                    fields: list[str] | None = next(reader)
-                    error = None
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    fields, error = None, f"malformed CSV ({exc})"
-                if fields is not None and not any(f.strip() for f in fields):
-                    continue
-                yield start, fields, error
+        reader = csv.reader(self._lines(), delimiter=self.delimiter, quotechar=QUOTE)
+        while True:
+            start = self.line_count + 1
+            self.lines.clear()
+            self.has_nul = self.has_surrogates = False
+            try:
+                fields: list[str] | None = next(reader)
+                error = None
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                fields, error = None, f"malformed CSV ({exc})"
+            if self.exhausted:
+                self.cut_short = True
+            if fields is not None and not any(f.strip() for f in fields):
+                continue
+            yield start, fields, error
 
     def raw(self) -> str:
         text = "".join(self.lines)
@@ -291,6 +305,25 @@ class _Records:
         elif text.endswith(("\n", "\r")):
             text = text[:-1]
         return _SURROGATES.sub(_escaped_byte, text) if self.has_surrogates else text
+
+
+def _open_text(path: Path, dialect: CsvDialect, offset: int = 0) -> io.TextIOWrapper:
+    utf8 = dialect.encoding == "utf-8"
+    try:
+        raw = path.open("rb")
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: file not found") from None
+    raw.seek(offset)
+    return io.TextIOWrapper(
+        raw,
+        encoding=("utf-8-sig" if offset == 0 else "utf-8") if utf8 else dialect.encoding,
+        errors="surrogateescape" if utf8 else _CP1252_ERRORS,
+        newline="",
+    )
+
+
+def _decode_block(data: bytes, encoding: str) -> str:
+    return data.decode(encoding, "surrogateescape" if encoding == "utf-8" else _CP1252_ERRORS)
 
 
 def _escaped_byte(match: re.Match[str]) -> str:
@@ -326,30 +359,185 @@ def _read_header(records: Iterator[_Record], path: Path) -> list[str]:
 
 def read_header(path: Path, dialect: CsvDialect) -> list[str]:
     """The column names; raises InputFileError for a file without data rows."""
-    records = _Records(Path(path), dialect).records()
-    try:
-        header = _read_header(records, path)
-        if next(records, None) is None:
-            raise InputFileError(f"{path}: the file has a header but no data rows")
-    finally:
-        records.close()
+    with _open_text(Path(path), dialect) as text:
+        records = _Records(text, dialect.delimiter).records()
+        try:
+            header = _read_header(records, path)
+            if next(records, None) is None:
+                raise InputFileError(f"{path}: the file has a header but no data rows")
+        finally:
+            records.close()
     return header
 
 
-def read_chunks(path: Path, dialect: CsvDialect, *, chunk_rows: int = 10_000) -> Iterator[CsvChunk]:
-    """Data records in chunks of at most ``chunk_rows`` records (rows plus rejects)."""
+def read_chunks(
+    path: Path,
+    dialect: CsvDialect,
+    *,
+    chunk_rows: int = 10_000,
+    fast: bool = True,
+    block_bytes: int = csv_fast.BLOCK_BYTES,
+) -> Iterator[CsvChunk]:
+    """Data records in chunks of exactly ``chunk_rows`` records (rows plus rejects; the last
+    chunk holds the rest), the same whichever reader took them.
+
+    Blocks of well-formed records are parsed by pyarrow (``reader == "arrow"``); a block that
+    is not provably read the same way (blank lines, NUL or undecodable bytes, odd quoting) goes
+    through the exact Python reader, and so does the rest of the file when a block boundary
+    cannot be proved. ``fast=False`` reads everything exactly. Memory is bounded by
+    ``chunk_rows`` and ``block_bytes`` (the bytes read at a time).
+    """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
-    source = _Records(Path(path), dialect)
-    records = source.records()
-    header = _read_header(records, path)
+    path = Path(path)
+    records = 0
+    pending: list[_Piece] = []
+    pending_records = 0
+    for piece in _pieces(path, dialect, chunk_rows, fast, block_bytes):
+        records += piece.records
+        pending.append(piece)
+        pending_records += piece.records
+        while pending_records >= chunk_rows:
+            chunk, pending = _take(pending, chunk_rows)
+            pending_records -= chunk_rows
+            yield chunk
+    if not records:
+        raise InputFileError(f"{path}: the file has a header but no data rows")
+    if pending_records:
+        yield _take(pending, pending_records)[0]
+
+
+@dataclass
+class _Piece:
+    """Records of the file in order: the good rows and the rejects, with their lines."""
+
+    table: pa.Table
+    lines: np.ndarray
+    rejects: list[InputReject]
+    reader: str
+
+    @property
+    def records(self) -> int:
+        return self.table.num_rows + len(self.rejects)
+
+    def split(self, count: int) -> tuple[_Piece, _Piece]:
+        """The first ``count`` records (by line) and the rest."""
+        reject_lines = np.array([r.line for r in self.rejects], dtype=np.int64)
+        merged = np.sort(np.concatenate([self.lines, reject_lines]))
+        last = merged[count - 1]
+        rows = int(np.searchsorted(self.lines, last, side="right"))
+        rejects = sum(1 for r in self.rejects if r.line <= last)
+        head = _Piece(
+            self.table.slice(0, rows), self.lines[:rows], self.rejects[:rejects], self.reader
+        )
+        tail = _Piece(
+            self.table.slice(rows), self.lines[rows:], self.rejects[rejects:], self.reader
+        )
+        return head, tail
+
+
+def _take(pending: list[_Piece], count: int) -> tuple[CsvChunk, list[_Piece]]:
+    taken: list[_Piece] = []
+    while count:
+        piece = pending.pop(0)
+        if piece.records > count:
+            piece, rest = piece.split(count)
+            pending.insert(0, rest)
+        taken.append(piece)
+        count -= piece.records
+    taken = [p for p in taken if p.records]
+    readers = sorted({p.reader for p in taken})
+    table = pa.concat_tables([p.table for p in taken]) if len(taken) > 1 else taken[0].table
+    chunk = CsvChunk(
+        table=table,
+        lines=np.concatenate([p.lines for p in taken]).astype(np.int64),
+        rejects=[r for p in taken for r in p.rejects],
+        reader="+".join(readers),
+    )
+    return chunk, pending
+
+
+def _pieces(
+    path: Path, dialect: CsvDialect, size: int, fast: bool, block_bytes: int
+) -> Iterator[_Piece]:
+    """The file's records in order: per block from the fast path where it proves identical."""
+    with _open_text(path, dialect) as text:
+        source = _Records(text, dialect.delimiter)
+        records = source.records()
+        header = _read_header(records, path)
+        if not fast or source.line_count != 1:  # a header over several lines, or after blanks
+            yield from _exact_pieces(source, records, header, size)
+            return
+        records.close()
+    width = len(header)
+
+    def parse(block: csv_fast.Block) -> csv_fast.FastBlock | None:
+        """In the read-ahead thread; lines counted from 0 (shifted below)."""
+        if not block.cut:
+            return None
+        data = block.data
+        if dialect.encoding != "utf-8":
+            data = _decode_block(data, dialect.encoding).encode()
+        return csv_fast.parse_block(data, dialect.delimiter, width, first_line=0)
+
+    with path.open("rb") as file:
+        data_start = _after_first_line(file)
+        line = 2
+        blocks = csv_fast.blocks(file, data_start, block_bytes)
+        with closing(csv_fast.read_ahead(blocks, parse)) as parsed_blocks:
+            for block, parsed in parsed_blocks:
+                if not block.cut:
+                    yield from _exact_rest(path, dialect, header, block.offset, line, size)
+                    return
+                if parsed is not None:
+                    rejects = [InputReject(at + line, why, raw) for at, why, raw in parsed.rejects]
+                    table = parsed.table.rename_columns(header)
+                    yield _Piece(table, parsed.lines + line, rejects, "arrow")
+                    line += parsed.line_count
+                    continue
+                source = _Records(
+                    io.StringIO(_decode_block(block.data, dialect.encoding), newline=""),
+                    dialect.delimiter,
+                    first_line=line,
+                )
+                pieces = list(_exact_pieces(source, source.records(), header, size=1 << 62))
+                if source.cut_short and not block.final:  # the cut was inside a record
+                    yield from _exact_rest(path, dialect, header, block.offset, line, size)
+                    return
+                yield from pieces
+                line = source.line_count + 1
+
+
+def _after_first_line(file: BinaryIO) -> int:
+    """The offset just after the first line break (``\\r\\n``, ``\\r`` or ``\\n``), or the size."""
+    offset = 0
+    while block := file.read(1 << 16):
+        ends = [i for i in (block.find(b"\r"), block.find(b"\n")) if i >= 0]
+        if ends:
+            end = offset + min(ends)
+            file.seek(end)
+            return end + (2 if file.read(2) == b"\r\n" else 1)
+        offset += len(block)
+    return offset
+
+
+def _exact_rest(
+    path: Path, dialect: CsvDialect, header: list[str], offset: int, line: int, size: int
+) -> Iterator[_Piece]:
+    with _open_text(path, dialect, offset) as text:
+        source = _Records(text, dialect.delimiter, first_line=line)
+        yield from _exact_pieces(source, source.records(), header, size)
+
+
+def _exact_pieces(
+    source: _Records, records: Iterator[_Record], header: list[str], size: int
+) -> Iterator[_Piece]:
+    """Records read by the exact reader, in pieces of at most ``size`` records."""
     width = len(header)
     rows: list[list[str]] = []
     lines: list[int] = []
     rejects: list[InputReject] = []
-    any_data = False
     for start, fields, error in records:
-        any_data = True
         reasons = []
         if source.has_surrogates:
             reasons.append("undecodable bytes (not UTF-8)")
@@ -372,20 +560,16 @@ def read_chunks(path: Path, dialect: CsvDialect, *, chunk_rows: int = 10_000) ->
             assert fields is not None
             rows.append(fields)
             lines.append(start)
-        if len(rows) + len(rejects) >= chunk_rows:
-            yield _chunk(header, rows, lines, rejects)
+        if len(rows) + len(rejects) >= size:
+            yield _exact_piece(header, rows, lines, rejects)
             rows, lines, rejects = [], [], []
-    if not any_data:
-        raise InputFileError(f"{path}: the file has a header but no data rows")
     if rows or rejects:
-        yield _chunk(header, rows, lines, rejects)
+        yield _exact_piece(header, rows, lines, rejects)
 
 
-def _chunk(
+def _exact_piece(
     header: list[str], rows: list[list[str]], lines: list[int], rejects: list[InputReject]
-) -> CsvChunk:
+) -> _Piece:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    frame = pd.DataFrame(
-        {name: pd.Series(list(col), dtype="str") for name, col in zip(header, columns, strict=True)}
-    )
-    return CsvChunk(frame=frame, lines=lines, rejects=rejects)
+    table = pa.table([pa.array(col, pa.string()) for col in columns], names=header)
+    return _Piece(table, np.array(lines, dtype=np.int64), rejects, "python")

@@ -31,14 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from itertools import compress
+from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 import pyarrow as pa
 
 from etl.clients import RowOutcome, SalesManagoClient, SalesNexusClient
+from etl.clients.results import BatchOutcomes
+from etl.load.contact_payloads import salesmanago_entries, salesnexus_entries
 from etl.transform.salesnexus import FieldCatalog
 
 ADDRESS_FIELDS = {
@@ -74,9 +77,9 @@ SALESNEXUS_FIELD_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class RowResult:
-    """A write outcome keyed by the frame's ``row`` instead of a position."""
+class RowResult(NamedTuple):
+    """A write outcome keyed by the frame's ``row`` instead of a position (a tuple: one is
+    made per row written)."""
 
     row: int
     email: str
@@ -89,6 +92,43 @@ class RowResult:
         return self.status != "failed"
 
 
+@dataclass(frozen=True)
+class TableResults:
+    """A written table's outcomes column-wise, keyed by its ``row`` column: what an import
+    records per row without building an object per row."""
+
+    rows: list[int]
+    emails: list[str]
+    outcomes: BatchOutcomes
+
+    @property
+    def loaded(self) -> int:
+        return len(self.rows) - len(self.outcomes.failures)
+
+    def successes(self) -> Iterator[tuple[int, str, str | None, str]]:
+        """``(row, email, id, status)`` of every loaded row, in order."""
+        o = self.outcomes
+        rows = zip(self.rows, self.emails, o.ids, o.statuses, strict=True)
+        if not o.failures:
+            return rows
+        ok = [True] * len(self.rows)
+        for index in o.failures:
+            ok[index] = False
+        return compress(rows, ok)
+
+    def failures(self) -> Iterator[tuple[int, str]]:
+        """``(row, message)`` of every row the CRM refused, in order."""
+        rows = self.rows
+        return ((rows[i], message) for i, message in sorted(self.outcomes.failures.items()))
+
+    def as_rows(self) -> list[RowResult]:
+        rows, emails = self.rows, self.emails
+        return [
+            RowResult(rows[o.index], str(emails[o.index]), o.status, o.id, o.message)
+            for o in self.outcomes.rows()
+        ]
+
+
 class ContactWriter(Protocol):
     """Upserts a contact load frame; returns one result per row, in the frame's order."""
 
@@ -97,6 +137,10 @@ class ContactWriter(Protocol):
     def requests_for(self, rows: int) -> int: ...
 
     async def write(self, frame: pd.DataFrame | pa.Table) -> list[RowResult]: ...
+
+    async def write_table(self, table: pa.Table) -> TableResults:
+        """:meth:`write` for an Arrow load frame, the outcomes column-wise."""
+        ...
 
 
 def _present(value: Any) -> bool:
@@ -193,9 +237,21 @@ class SalesManagoContactWriter:
         records = records_of(frame)
         return records, [self.entry(record) for record in records]
 
+    def encode(self, table: pa.Table) -> tuple[list[int], list[str | None], list[str]]:
+        """Rows, emails and the entries as JSON text, built column-wise (no dict per row)."""
+        entries = salesmanago_entries(table, self.entry).to_pylist()
+        return table["row"].to_pylist(), table["email"].to_pylist(), entries
+
     async def write(self, frame: pd.DataFrame | pa.Table) -> list[RowResult]:
+        if isinstance(frame, pa.Table):  # an import's spilled rows: the cheap path
+            return (await self.write_table(frame)).as_rows()
         records, entries = await asyncio.to_thread(self._prepare, frame)
         return _results(records, await self.client.batch_upsert(entries))
+
+    async def write_table(self, table: pa.Table) -> TableResults:
+        rows, emails, entries = await asyncio.to_thread(self.encode, table)
+        outcomes = await self.client.batch_upsert_encoded(entries, emails)
+        return TableResults(rows, emails, outcomes)  # type: ignore[arg-type]
 
 
 class SalesNexusContactWriter:
@@ -261,12 +317,41 @@ class SalesNexusContactWriter:
         records = records_of(frame)
         return records, [self.entry(record) for record in records]
 
+    def encode(self, table: pa.Table) -> tuple[list[int], list[str | None], list[str]]:
+        """Rows, emails and the entries as JSON text, built column-wise (no dict per row)."""
+        entries = salesnexus_entries(
+            table,
+            self.entry,
+            email_id=self._email_id,
+            field_ids=self._ids,
+            custom_ids=self._custom,
+        ).to_pylist()
+        return table["row"].to_pylist(), table["email"].to_pylist(), entries
+
     async def write(self, frame: pd.DataFrame | pa.Table) -> list[RowResult]:
+        if isinstance(frame, pa.Table):  # an import's spilled rows: the cheap path
+            return (await self.write_table(frame)).as_rows()
         records, entries = await asyncio.to_thread(self._prepare, frame)
         outcomes = await self.client.import_contacts(
             entries, create_if_not_updated=True, match_nulls=False
         )
         return _results(records, outcomes)
+
+    async def write_table(self, table: pa.Table) -> TableResults:
+        rows, emails, entries = await asyncio.to_thread(self.encode, table)
+        outcomes = await self.client.import_contacts_encoded(
+            entries, create_if_not_updated=True, match_nulls=False
+        )
+        return TableResults(rows, emails, _columns(outcomes))  # type: ignore[arg-type]
+
+
+def _columns(outcomes: list[RowOutcome]) -> BatchOutcomes:
+    """Per-entry outcomes (in entry order) as columns."""
+    return BatchOutcomes(
+        [o.id for o in outcomes],
+        [o.status for o in outcomes],
+        {o.index: o.message or "" for o in outcomes if not o.ok},
+    )
 
 
 def _has_field(catalog: FieldCatalog, name: str) -> bool:

@@ -27,13 +27,18 @@ class SpillFile:
         self._sink = pa.OSFile(str(self.path), "wb")
         self._writer: pa.ipc.RecordBatchStreamWriter | None = pa.ipc.new_stream(self._sink, schema)
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if not len(frame):
+    def write(self, rows: pa.Table | pd.DataFrame) -> None:
+        """Append rows (an Arrow table with the spill's schema, or a DataFrame converted to
+        it)."""
+        if not len(rows):
             return
         assert self._writer is not None, "spill file already finished"
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        self._writer.write_table(table)
-        self.rows += len(frame)
+        if isinstance(rows, pd.DataFrame):
+            rows = pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False)
+        elif rows.schema != self.schema:
+            rows = rows.select(self.schema.names).cast(self.schema)
+        self._writer.write_table(rows)
+        self.rows += rows.num_rows
 
     def finish(self) -> None:
         if self._writer is not None:
@@ -55,7 +60,7 @@ class SpillFile:
         pending: list[pa.Table] = []
         pending_rows = 0
         dropped: list[pa.Table] = []
-        with pa.memory_map(str(self.path)) as source:
+        with pa.OSFile(str(self.path)) as source:  # not mapped: mapped pages count as RSS
             for batch in pa.ipc.open_stream(source):
                 table = pa.Table.from_batches([batch])
                 if len(dropped_keys):
@@ -83,7 +88,7 @@ class SpillFile:
         wanted = pa.array(np.asarray(rows, dtype=np.int64))
         values: list[Any] = []
         keys: list[int] = []
-        with pa.memory_map(str(self.path)) as source:
+        with pa.OSFile(str(self.path)) as source:  # not mapped: mapped pages count as RSS
             for batch in pa.ipc.open_stream(source):
                 table = pa.Table.from_batches([batch]).select([key, column])
                 table = table.filter(pc.is_in(table[key], value_set=wanted))

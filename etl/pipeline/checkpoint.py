@@ -35,8 +35,10 @@ from etl.pipeline.state import RunState
 
 log = logging.getLogger("etl.pipeline")
 
-UNIT_QUEUE = 8
-BUILT_QUEUE = 16
+# Units waiting to be built / written. Exports group pages into units of up to 10k rows, so a
+# couple of units already keep both threads busy; more would only hold memory.
+UNIT_QUEUE = 2
+BUILT_QUEUE = 2
 FILES = "checkpoint"  # entries namespace holding the durable files of the last checkpoint
 DONE = "done"  # entries namespace: streams read to their end
 
@@ -57,6 +59,7 @@ class Unit:
     position: int
     build: Callable[[], Built]
     boundary: bool = False  # commit a checkpoint right after this unit
+    pages: int = 1  # API pages it holds (progress counts pages)
 
 
 class Checkpointer:
@@ -180,7 +183,7 @@ async def pump_units(
         try:
             async with contextlib.aclosing(source):  # type: ignore[type-var]
                 async for unit in source:
-                    progress.pages += 1
+                    progress.pages += unit.pages
                     await units.put(unit)
         except RetryBudgetExhausted as exc:
             stopped.append(exc)

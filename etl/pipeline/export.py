@@ -84,12 +84,17 @@ Mode = Literal["full", "incremental"]
 Transform = Callable[[RawBatch], dict[str, pa.Table]]
 
 RAW_QUEUE_PAGES = 2
-# Pages fetched ahead per stream. A decoded SALESmanago page of 1000 contacts with their events
-# holds ~14 MB of Python objects, so its window stays small (4 already covers a quota of 20 req/s
-# at 200 ms latency); SalesNexus pages are flat and 25 of them travel in one packed request.
+# Pages fetched ahead per stream (4 already covers a quota of 20 req/s at 200 ms latency).
+# Exports read SALESmanago pages straight into Arrow (~1 MB per 1000 contacts). SalesNexus pages
+# arrive as decoded JSON (~3 MB each, and a packed answer of n pages peaks at ~8 MB per page
+# while it is decoded); the calls of a window travel in one or two packed requests, so the
+# window also bounds the size of a response: 25 pages cost ~150 MB more peak RSS than 4.
 SALESMANAGO_PREFETCH = 4
-SALESNEXUS_PREFETCH = 25
+SALESNEXUS_PREFETCH = 4
 TABLE_QUEUE_BATCHES = 6
+# Rows per unit of work (pages grouped up to it): a 1000-row page costs Arrow ~100 calls of
+# ~40 us each whatever its size, so converting 10 pages at once costs a fraction of 10 times one.
+UNIT_ROWS = 10_000
 RUN_KIND = "export"
 STAGING_DIR = "staging"
 PLAN = "plan"
@@ -288,7 +293,8 @@ async def _execute(
         state.set_status("failed")
         raise ResumeError(f"{run.run_dir}: cannot resume: {exc}") from None
     positions = {stream: position for stream, (position, _) in state.cursors().items()}
-    checkpointer = Checkpointer(state, sinks, every=job.checkpoint_pages, positions=positions)
+    every = job.checkpoint_pages // pages_per_unit(job)
+    checkpointer = Checkpointer(state, sinks, every=every, positions=positions)
     stats: dict[str, float] = {}
     try:
         stats = await _read(job, run, cross, checkpointer, progress)
@@ -330,6 +336,7 @@ async def _read(
                 prefetch=job.prefetch_pages or SALESMANAGO_PREFETCH,
                 plan=run.plan,
                 known=cross.known() if cross is not None else None,
+                pages_per_unit=pages_per_unit(job),
             )
             await _run_phases(sm.phases(), run.state, checkpointer, progress)
             return sm_client.stats.as_dict()
@@ -348,12 +355,24 @@ async def _read(
                     prefetch=job.prefetch_pages or SALESNEXUS_PREFETCH,
                     plan=run.plan,
                     previous=previous,
+                    pages_per_unit=pages_per_unit(job),
                 )
                 phases = sn.phases()
             await _run_phases(phases or [], run.state, checkpointer, progress)
         finally:
             stats = sn_client.stats.as_dict()
         return stats
+
+
+def pages_per_unit(job: ExportJob) -> int:
+    """Pages per unit of work: at most ``UNIT_ROWS`` rows, and a divisor of
+    ``checkpoint_pages`` so that checkpoints still fall every ``checkpoint_pages`` pages."""
+    if job.crm == "salesnexus" and job.mode == "incremental":  # pages of decoded JSON (MBs)
+        return 1
+    most = max(1, UNIT_ROWS // job.page_size)
+    return max(
+        d for d in range(1, min(most, job.checkpoint_pages) + 1) if job.checkpoint_pages % d == 0
+    )
 
 
 def _pending(state: RunState) -> bool:

@@ -14,22 +14,26 @@ continues: SALESmanago page numbers or window indexes, SalesNexus ``start-after`
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from etl.clients import SalesManagoClient, SalesNexusClient
-from etl.extract import SalesManagoSource, SalesNexusSource
+from etl.clients import RetryBudgetExhausted, SalesManagoClient, SalesNexusClient
+from etl.extract import RawBatch, SalesManagoSource, SalesNexusSource
 from etl.extract.incremental import Window, changed_rows, window_chunks
 from etl.pipeline.checkpoint import Built, Unit
 from etl.pipeline.state import RunState
 from etl.transform import FieldCatalog
 from etl.transform import salesmanago as sm_transform
 from etl.transform import salesnexus as sn_transform
+from etl.transform.salesmanago import Records
+from etl.transform.salesnexus import Records as SnRecords
 from etl.transform.tombstones import tombstones
 
 # Run-state entry namespaces.
@@ -72,6 +76,27 @@ def _append(tables: dict[str, pa.Table], name: str, rows: pa.Table) -> None:
     tables[name] = pa.concat_tables([tables[name], rows]) if name in tables else rows
 
 
+async def _grouped(batches: AsyncIterator[RawBatch], size: int) -> AsyncIterator[list[RawBatch]]:
+    """Consecutive pages in groups of ``size`` (the last may be smaller): one unit of work each,
+    so that Arrow's per-call overhead is paid per group, not per page. A group cut short by
+    :class:`RetryBudgetExhausted` is still handed on before the error (every page read is
+    written)."""
+    group: list[RawBatch] = []
+    async with contextlib.aclosing(batches):  # type: ignore[type-var]
+        try:
+            async for batch in batches:
+                group.append(batch)
+                if len(group) >= size:
+                    yield group
+                    group = []
+        except RetryBudgetExhausted:
+            if group:
+                yield group
+            raise
+    if group:
+        yield group
+
+
 # --- SALESmanago ----------------------------------------------------------------------------
 
 
@@ -89,12 +114,14 @@ class SalesManagoPhases:
         prefetch: int,
         plan: dict[str, Any],
         known: Children | None = None,
+        pages_per_unit: int = 1,
     ) -> None:
         self.client = client
+        self.pages_per_unit = pages_per_unit
         self.tables = tuple(tables)
         self.children_tables = tuple(t for t in CHILD_TABLES if t in self.tables)
         self.page_size = page_size
-        self.source = SalesManagoSource(client, page_size=page_size, prefetch=prefetch)
+        self.source = SalesManagoSource(client, page_size=page_size, prefetch=prefetch, arrow=True)
         self.plan = plan
         self.known: Children = known or {}
         self.deleted_at = int(plan["started_ms"])
@@ -114,8 +141,10 @@ class SalesManagoPhases:
     async def _pages(self, state: RunState, *, track: bool) -> AsyncIterator[Unit]:
         after = _after(state, "contacts")
         start = 0 if after is None else after + 1
-        async for batch in self.source.batches("contacts", start=start):
-            yield Unit("contacts", batch.key, partial(self._build_page, batch.records, track))
+        batches = self.source.batches("contacts", start=start)
+        async for group in _grouped(batches, self.pages_per_unit):
+            build = partial(self._build_page, [b.records for b in group], track)
+            yield Unit("contacts", group[-1].key, build, pages=len(group))
 
     async def _windows(self, state: RunState) -> AsyncIterator[Unit]:
         windows: list[Window] = [(int(a), int(b)) for a, b in self.plan["windows"]]
@@ -139,20 +168,22 @@ class SalesManagoPhases:
         seen = set(self.known) | set(state.get(EXPORTED))
         after = _after(state, "snapshot")
         start = 0 if after is None else after + 1
-        async for batch in self.source.batches("contacts", start=start):
-            yield Unit("snapshot", batch.key, partial(self._build_listing, batch.records, seen))
+        batches = self.source.batches("contacts", start=start)
+        async for group in _grouped(batches, self.pages_per_unit):
+            build = partial(self._build_listing, [b.records for b in group], seen)
+            yield Unit("snapshot", group[-1].key, build, pages=len(group))
 
     async def _deletions(self, state: RunState) -> AsyncIterator[Unit]:
         build = partial(self._build_deletions, state.get(LISTED), state.get(EXPORTED))
         yield Unit("tombstones", 0, build, boundary=True)
 
     # -- builders (worker threads) -------------------------------------------------------------
-    def _split(self, records: list[dict[str, Any]]) -> dict[str, pa.Table]:
-        return sm_transform.split_page(records, self.tables) if records else {}
+    def _split(self, records: Records, page_of: np.ndarray | None = None) -> dict[str, pa.Table]:
+        return sm_transform.split_page(records, self.tables, page_of) if len(records) else {}
 
-    def _children(self, records: list[dict[str, Any]], tables: dict[str, pa.Table]) -> Children:
+    def _children(self, records: Records, tables: dict[str, pa.Table]) -> Children:
         children: Children = {
-            str(r["id"]): {t: [] for t in self.children_tables} for r in records if r
+            cid: {t: [] for t in self.children_tables} for cid in sm_transform.contact_ids(records)
         }
         for name in self.children_tables:
             table = tables.get(name)
@@ -164,8 +195,9 @@ class SalesManagoPhases:
                     children[owner][name].append(child)
         return children
 
-    def _build_page(self, records: list[dict[str, Any]], track: bool) -> Built:
-        tables = self._split(records)
+    def _build_page(self, pages: list[Records], track: bool) -> Built:
+        records, page_of = sm_transform.concat_pages(pages)
+        tables = self._split(records, page_of)
         return Built(tables, {EXPORTED: self._children(records, tables)} if track else {})
 
     def _build_changed(self, records: list[dict[str, Any]]) -> Built:
@@ -188,13 +220,15 @@ class SalesManagoPhases:
             entries[TOMBSTONES] = {secrets.token_hex(6): removed}
         return Built(tables, entries)
 
-    def _build_listing(self, records: list[dict[str, Any]], seen: set[str]) -> Built:
-        """One page of the snapshot listing: ids recorded; contacts never seen are exported."""
-        ids = [str(r["id"]) for r in records]
-        unseen = [r for r, i in zip(records, ids, strict=True) if i not in seen]
-        tables = self._split(unseen)
+    def _build_listing(self, pages: list[Records], seen: set[str]) -> Built:
+        """Pages of the snapshot listing: ids recorded; contacts never seen are exported."""
+        records, page_of = sm_transform.concat_pages(pages)
+        ids = sm_transform.contact_ids(records)
+        keep = np.array([i not in seen for i in ids], dtype=bool)
+        unseen = records.filter(pa.array(keep, pa.bool_()))
+        tables = self._split(unseen, page_of[keep])
         entries: dict[str, dict[str, Any]] = {LISTED: dict.fromkeys(ids, 1)}
-        if unseen:
+        if len(unseen):
             entries[EXPORTED] = self._children(unseen, tables)
         return Built(tables, entries)
 
@@ -235,13 +269,18 @@ class SalesNexusPhases:
         prefetch: int,
         plan: dict[str, Any],
         previous: dict[str, dict[str, str]] | None = None,
+        pages_per_unit: int = 1,
     ) -> None:
         self.catalog = catalog
+        self.pages_per_unit = pages_per_unit
         self.tables = tuple(tables)
         self.page_size = page_size
-        self.source = SalesNexusSource(client, page_size=page_size, prefetch=prefetch)
         self.plan = plan
         self.incremental = plan["mode"] == "incremental"
+        # incremental runs hash the decoded records (changed_rows), full runs go Arrow early
+        self.source = SalesNexusSource(
+            client, page_size=page_size, prefetch=prefetch, arrow=not self.incremental
+        )
         self.previous = previous or {t: {} for t in self.tables}
         self.deleted_at = int(plan["started_ms"])
 
@@ -258,22 +297,25 @@ class SalesNexusPhases:
     async def _pages(self, state: RunState, table: str) -> AsyncIterator[Unit]:
         after = _after(state, table)
         start = 0 if after is None else after + self.page_size
-        async for batch in self.source.batches(table, start=start):
-            build = partial(self._build_page, table, batch.ids or [], batch.records)
-            yield Unit(table, batch.key, build)
+        batches = self.source.batches(table, start=start)
+        async for group in _grouped(batches, self.pages_per_unit):
+            ids = [i for b in group for i in b.ids or []]
+            build = partial(self._build_page, table, ids, [b.records for b in group])
+            yield Unit(table, group[-1].key, build, pages=len(group))
 
     async def _deletions(self, state: RunState) -> AsyncIterator[Unit]:
         seen = {t: state.get(seen_namespace(t)) for t in self.tables}
         yield Unit("tombstones", 0, partial(self._build_deletions, seen), boundary=True)
 
-    def _table(self, table: str, ids: list[str], records: list[dict[str, Any]]) -> pa.Table:
+    def _table(self, table: str, ids: list[str], records: SnRecords) -> pa.Table:
         if table == "contacts":
             return sn_transform.contacts_table(ids, records, self.catalog)
         if table == "activities":
             return sn_transform.activities_table(ids, records)
         return sn_transform.sales_table(ids, records, self.catalog)
 
-    def _build_page(self, table: str, ids: list[str], records: list[dict[str, Any]]) -> Built:
+    def _build_page(self, table: str, ids: list[str], pages: list[SnRecords]) -> Built:
+        records = sn_transform.concat_records(pages)
         if not self.incremental:
             return Built({table: self._table(table, ids, records)})
         changed, hashes = changed_rows(ids, records, self.previous[table])

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -55,9 +54,9 @@ from etl.extract.csv_input import CsvChunk, CsvDialect, read_chunks, read_header
 from etl.load.atomic import atomic_write_bytes
 from etl.load.crm_contacts import (
     ContactWriter,
-    RowResult,
     SalesManagoContactWriter,
     SalesNexusContactWriter,
+    TableResults,
     records_of,
 )
 from etl.load.spill import SpillFile
@@ -67,7 +66,6 @@ from etl.pipeline.state import (
     RejectRow,
     ResumeError,
     RunState,
-    SuccessRow,
     file_digest,
 )
 from etl.transform.contact_input import (
@@ -230,13 +228,13 @@ def _reject_rows(chunk: CsvChunk, normalized: NormalizedChunk) -> list[RejectRow
         RejectRow(r.line, "input", r.reason, json.dumps({"raw": r.raw}, ensure_ascii=False))
         for r in chunk.rejects
     ]
-    frame = normalized.rejects
+    table = normalized.rejects
     rows.extend(
         RejectRow(line, "validation", reason, values)
         for line, reason, values in zip(
-            frame["line"].astype("int64").tolist(),
-            frame["reason"].astype(str).tolist(),
-            frame["values"].astype(str).tolist(),
+            table["line"].to_pylist(),
+            table["reason"].to_pylist(),
+            table["values"].to_pylist(),
             strict=True,
         )
     )
@@ -335,13 +333,13 @@ async def _validate(
         for chunk in read_chunks(job.csv_path, dialect, chunk_rows=job.read_chunk_rows):
             if stop.is_set():
                 break
-            accounting.input += len(chunk.frame) + len(chunk.rejects)
-            normalized = normalize_chunk(chunk.frame, chunk.lines, mapping, job.options)
+            accounting.input += len(chunk.lines) + len(chunk.rejects)
+            normalized = normalize_chunk(chunk.table, chunk.lines, mapping, job.options)
             state.record_rejects(_reject_rows(chunk, normalized))
             contacts = normalized.contacts
             spill.write(contacts)
-            hashes.append(pd.util.hash_pandas_object(contacts["email"], index=False).to_numpy())
-            lines.append(contacts["row"].to_numpy(dtype=np.int64))
+            hashes.append(_email_hashes(contacts))
+            lines.append(contacts["row"].to_numpy())
         empty = np.empty(0, dtype=np.int64)
         return (
             np.concatenate(hashes) if hashes else empty.astype(np.uint64),
@@ -349,6 +347,12 @@ async def _validate(
         )
 
     return await _in_thread(validate, stop=stop)
+
+
+def _email_hashes(contacts: pa.Table) -> np.ndarray:
+    """A 64-bit hash of each row's email (pandas' vectorised hash over the Arrow column)."""
+    emails = pd.Series(contacts["email"].combine_chunks(), dtype="str")
+    return pd.util.hash_pandas_object(emails, index=False).to_numpy()
 
 
 def _settle_duplicates(
@@ -378,8 +382,9 @@ async def _load(
 ) -> None:
     """Pass 2: spilled rows minus dropped duplicates, upserted with several chunks in flight.
 
-    Every state write happens here, on the event loop (one transaction per call, between two
-    awaits), never in the thread that reads the spill."""
+    Every state write happens here, one at a time (``state_lock``) in a worker thread, so a
+    commit never stalls the event loop and never runs in the thread that reads the spill; a
+    cancelled write waits for its transaction to finish (:func:`_in_thread`)."""
     policy = "the last occurrence wins" if job.duplicates == "last" else "the first is kept"
     batches = spill.batches(WRITE_CHUNK_ROWS, drop=dropped.keys())
     committed = {} if job.dry_run else state.committed_chunk_hashes()
@@ -408,25 +413,27 @@ async def _load(
         key = f"{frame['row'][0].as_py()}-{frame['row'][-1].as_py()}"
         return _Chunk(frame, duplicates, key, "" if job.dry_run else _rows_hash(frame))
 
-    def record(chunk: _Chunk, results: list[RowResult]) -> None:
+    state_lock = asyncio.Lock()
+
+    def record(chunk: _Chunk, results: TableResults) -> None:
         state.record_chunk(
             chunk.key,
             first_line=chunk.first_line,
             last_line=chunk.last_line,
             rows_hash=chunk.rows_hash,
-            successes=[SuccessRow(r.row, r.email, r.id, r.status) for r in results if r.ok],
+            successes=results.successes(),
             rejects=[
-                RejectRow(r.row, "crm", r.message or "refused by the CRM", "")
-                for r in results
-                if not r.ok
+                RejectRow(row, "crm", message or "refused by the CRM", "")
+                for row, message in results.failures()
             ],
         )
-        progress.rows["contacts"] += sum(r.ok for r in results)
 
     async def write_one(chunk: _Chunk, slots: asyncio.Semaphore) -> None:
         try:
-            results = await writer.write(chunk.frame)
-            record(chunk, results)  # only now: the CRM has answered for every row
+            results = await writer.write_table(chunk.frame)
+            async with state_lock:  # only now: the CRM has answered for every row
+                await _in_thread(record, chunk, results)
+            progress.rows["contacts"] += results.loaded
         finally:
             slots.release()
 
@@ -435,7 +442,8 @@ async def _load(
         async with asyncio.TaskGroup() as group:
             while (chunk := await asyncio.to_thread(next_chunk)) is not None:
                 if chunk.duplicates:
-                    state.record_rejects(chunk.duplicates)
+                    async with state_lock:
+                        await _in_thread(state.record_rejects, chunk.duplicates)
                 if not chunk.frame.num_rows:
                     continue
                 accounting.chunks += 1
@@ -458,8 +466,13 @@ async def _load(
 
 
 def _rows_hash(frame: pa.Table) -> str:
-    """A digest of a chunk's rows as sent (their values, in order, as JSON)."""
-    return hashlib.sha256(orjson.dumps(frame.to_pylist())).hexdigest()
+    """A digest of a chunk's rows (their values, in order): the Arrow IPC stream of the chunk as
+    one record batch, so the same rows always give the same bytes, with no Python object made
+    per value."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, frame.schema) as writer:
+        writer.write_table(frame.combine_chunks())
+    return hashlib.sha256(sink.getvalue()).hexdigest()
 
 
 def _plain(record: dict[str, object]) -> dict[str, object]:

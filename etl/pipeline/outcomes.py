@@ -42,21 +42,21 @@ def render_outcomes(state: RunState, out: Path) -> OutcomeCounts:
     """Write ``success.csv`` and ``rejects.csv`` in ``out`` from ``state``, sorted by line."""
     success_path, rejects_path = outcome_paths(out)
     out.mkdir(parents=True, exist_ok=True)
-    statuses: Counter[str] = Counter()
-    rejected = duplicates = 0
-    with _Published(success_path) as writer:
+    with _Published(success_path) as writer:  # writerows: no Python loop per row
         writer.writerow(SUCCESS_COLUMNS)
-        for row in state.successes():
-            writer.writerow((row.line, row.email, row.target_id, row.status))
-            statuses[row.status] += 1
+        writer.writerows(state.success_tuples())
     with _Published(rejects_path) as writer:
         writer.writerow(REJECT_COLUMNS)
-        for reject in state.rejects():
-            writer.writerow((reject.line, reject.stage, reject.reason, reject.original))
-            if reject.stage == "duplicate":
-                duplicates += 1
-            else:
-                rejected += 1
+        writer.writerows(state.reject_tuples())
+    statuses: Counter[str] = Counter()
+    rejected = duplicates = 0
+    for (kind, status), n in state.outcome_statuses().items():
+        if kind == "success":
+            statuses[status] += n
+        elif status == "duplicate":
+            duplicates += n
+        else:
+            rejected += n
     return OutcomeCounts(
         loaded=sum(statuses.values()),
         rejected=rejected,

@@ -18,9 +18,8 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 STATE_FILE = "state.db"
 SCHEMA_VERSION = 1
@@ -83,16 +82,16 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class SuccessRow:
+class SuccessRow(NamedTuple):
+    """A loaded row; a tuple in the ``outcomes`` table's column order (cheap per row)."""
+
     line: int
     email: str
     target_id: str | None
     status: str
 
 
-@dataclass(frozen=True)
-class RejectRow:
+class RejectRow(NamedTuple):
     line: int
     stage: str
     reason: str
@@ -300,13 +299,14 @@ class RunState:
     def _insert_outcomes(
         self, successes: Iterable[SuccessRow], rejects: Iterable[RejectRow]
     ) -> None:
+        # The rows are tuples in the statements' parameter order: passed on as they are.
         self._db.executemany(
             "INSERT OR REPLACE INTO outcomes VALUES (?, 'success', ?, ?, ?, NULL, NULL)",
-            ((s.line, s.email, s.target_id, s.status) for s in successes),
+            successes,
         )
         self._db.executemany(
             "INSERT OR REPLACE INTO outcomes VALUES (?, 'reject', NULL, NULL, ?, ?, ?)",
-            ((r.line, r.stage, r.reason, r.original) for r in rejects),
+            rejects,
         )
 
     def successes(self) -> Iterator[SuccessRow]:
@@ -324,6 +324,27 @@ class RunState:
         )
         for line, stage, reason, original in self._db.execute(query):
             yield RejectRow(line, stage, reason, original or "")
+
+    def success_tuples(self) -> Iterator[tuple[int, str, str | None, str]]:
+        """:meth:`successes` as plain tuples (a file writer's rows, no object per row)."""
+        query = (
+            "SELECT line, email, target_id, status FROM outcomes "
+            "WHERE kind = 'success' ORDER BY line"
+        )
+        return self._db.execute(query)
+
+    def reject_tuples(self) -> Iterator[tuple[int, str, str, str]]:
+        """:meth:`rejects` as plain tuples."""
+        query = (
+            "SELECT line, status, reason, COALESCE(original, '') FROM outcomes "
+            "WHERE kind = 'reject' ORDER BY line"
+        )
+        return self._db.execute(query)
+
+    def outcome_statuses(self) -> dict[tuple[str, str], int]:
+        """``{(kind, status): rows}``: loaded rows by CRM status, rejected rows by stage."""
+        query = "SELECT kind, status, COUNT(*) FROM outcomes GROUP BY 1, 2"
+        return {(kind, status): n for kind, status, n in self._db.execute(query)}
 
     def outcome_counts(self) -> dict[str, int]:
         """``loaded``, ``rejected`` and ``duplicates`` so far."""

@@ -176,7 +176,7 @@ class Emulator:
         stats.mark_request()
         wait = self.bucket.try_acquire()
         if wait is not None:
-            stats.rate_limited += 1
+            stats.mark_rate_limited()
             stats.status_counts[429] += 1
             response = json_response(self.rate_limit_body(), status=429)
             response.headers["Retry-After"] = self.bucket.retry_after_header(wait)

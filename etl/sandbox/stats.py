@@ -29,6 +29,7 @@ class RequestStats:
     logins: int = 0
     writes: int = 0
     request_times: list[float] = field(default_factory=list)
+    rate_limited_times: list[float] = field(default_factory=list)
 
     @property
     def largest_batch(self) -> int:
@@ -52,12 +53,25 @@ class RequestStats:
         self.requests += 1
         self.request_times.append(time.monotonic())
 
+    def mark_rate_limited(self) -> None:
+        self.rate_limited += 1
+        self.rate_limited_times.append(time.monotonic())
+
+    def rate_limited_after(self, seconds: float) -> int:
+        """429s answered more than ``seconds`` after the first request (a client's start-up
+        search for the quota is excused; 429s later mean its pace overshoots)."""
+        if not self.request_times:
+            return 0
+        start = self.request_times[0] + seconds
+        return sum(1 for t in self.rate_limited_times if t > start)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (batch sizes are summarised, request times left out)."""
         return {
             "requests": self.requests,
             "served": self.served,
             "rate_limited": self.rate_limited,
+            "rate_limited_after_first_second": self.rate_limited_after(1.0),
             "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
             "faults": dict(self.faults),
             "calls": dict(self.calls),

@@ -1,23 +1,28 @@
 """Spreadsheet contacts to the *contact load frame* (see ``etl.load.crm_contacts``).
 
 Pure functions: a header mapping (automatic from common column names, overridable), then a
-vectorised normalisation of a chunk of raw string cells. Every input row comes out either as a
-contact or as a reject with its line and every reason, never both and never neither.
+vectorised normalisation of a chunk of raw string cells (Arrow end to end; the cell rules are
+in :mod:`etl.transform.contact_rules`). Every input row comes out either as a contact or as a
+reject with its line and every reason, never both and never neither. Python runs per row only
+for the rejected rows (their reasons and original values).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import phonenumbers
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.transform import contact_rules as rules
+from etl.transform.contact_rules import normalize_email as _normalize_email
 
 CANONICAL_COLUMNS = (
     "email",
@@ -149,28 +154,7 @@ _ALIAS_RANK = {
     for rank, alias in enumerate(aliases)
 }
 
-# One @, no spaces or address-list punctuation, a domain of non-empty dot-separated labels.
-EMAIL_PATTERN = r"[^@\s<>(),;:\"\[\]]+@(?:[^@\s<>(),;:\"\[\]\.]+\.)+[^@\s<>(),;:\"\[\]\.]+"
-_TAG_SEPARATORS = re.compile(r"[;,|]")
 _QUOTE_LIMIT = 60
-
-_MONTH_NAMES = (
-    ("january", "jan", "januar", "jänner"),
-    ("february", "feb", "februar"),
-    ("march", "mar", "märz", "maerz", "mär", "mrz"),
-    ("april", "apr"),
-    ("may", "mai"),
-    ("june", "jun", "juni"),
-    ("july", "jul", "juli"),
-    ("august", "aug"),
-    ("september", "sep", "sept"),
-    ("october", "oct", "oktober", "okt"),
-    ("november", "nov"),
-    ("december", "dec", "dezember", "dez"),
-)
-_MONTHS = {name: str(n) for n, names in enumerate(_MONTH_NAMES, start=1) for name in names}
-_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
-_WORD = r"([^\W\d_]+)"
 
 
 class MappingError(ValueError):
@@ -213,10 +197,11 @@ class NormalizeOptions:
 
 @dataclass
 class NormalizedChunk:
-    """``contacts``: the contact load frame; ``rejects``: ``line``, ``reason``, ``values``."""
+    """``contacts``: the contact load frame (:func:`load_frame_schema`); ``rejects``: ``line``
+    (int64), ``reason`` and ``values`` (the row's original cells as JSON)."""
 
-    contacts: pd.DataFrame
-    rejects: pd.DataFrame
+    contacts: pa.Table
+    rejects: pa.Table
 
 
 # --------------------------------------------------------------------------- mapping
@@ -317,134 +302,47 @@ def build_mapping(
     return ColumnMapping(columns=columns, properties=properties, ignored=tuple(ignored))
 
 
-# --------------------------------------------------------------------------- cell rules
-
-
-def _clean(values: pd.Series, *, collapse: bool = False) -> pd.Series:
-    """Trimmed text, inner whitespace collapsed on request, "" -> NA."""
-    text = values.astype("str").str.strip()
-    if collapse:
-        text = text.str.replace(r"\s+", " ", regex=True)
-    return text.mask(text == "")
-
-
-def _quoted(values: pd.Series) -> pd.Series:
-    short = values.str.slice(0, _QUOTE_LIMIT)
-    short = short.where(values.str.len() <= _QUOTE_LIMIT, short + "…")
-    return "'" + short + "'"
-
-
-def _lengths(values: pd.Series) -> np.ndarray:
-    return values.str.len().fillna(0).to_numpy(dtype=np.int64)
-
-
-def _flags(values: pd.Series) -> np.ndarray:
-    return values.to_numpy(dtype=bool, na_value=False)
-
-
-def normalize_email(values: pd.Series) -> tuple[pd.Series, pd.Series, np.ndarray]:
-    """(trimmed input, lower-case address or NA, valid flags)."""
-    raw = _clean(values)
-    lower = raw.str.lower()
-    valid = _flags(lower.str.fullmatch(EMAIL_PATTERN))
-    return raw, lower.where(valid), valid
-
-
-@lru_cache(maxsize=1 << 16)
-def _e164(value: str, region: str) -> str | None:
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return f"{text};ext={number.extension}" if number.extension else text
-
-
-def _phones(raw: pd.Series, region: str) -> pd.Series:
-    table = {value: _e164(value, region) for value in raw.dropna().unique()}
-    return raw.map(table).astype("str")
-
-
-_BIRTHDAY_FORMATS: tuple[tuple[str, str], ...] = (
-    (rf"(\d{{4}})-(\d{{1,2}})-(\d{{1,2}}){_TIME}", "ymd"),
-    (r"(\d{4})(\d{2})(\d{2})", "ymd"),
-    (r"(\d{4})/(\d{1,2})/(\d{1,2})", "ymd"),
-    (r"(\d{1,2})\.\s?(\d{1,2})\.\s?(\d{4})", "dmy"),
-    (r"(\d{1,2})/(\d{1,2})/(\d{4})", "slash"),
-    (r"(\d{1,2})-(\d{1,2})-(\d{4})", "slash"),
-    (rf"(\d{{1,2}})\.?\s+{_WORD}\.?,?\s+(\d{{4}})", "dMy"),
-    (rf"{_WORD}\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", "Mdy"),
-)
-
-
-def parse_birthdays(raw: pd.Series, *, dayfirst: bool = True) -> pd.Series:
-    """``YYYYMMDD`` text, NA where ``raw`` is NA or not a real past date from 1900 on."""
-    distinct = pd.Series(raw.dropna().unique(), dtype="str")
-    parsed = _parse_dates(distinct, dayfirst=dayfirst)
-    table = dict(zip(distinct.tolist(), parsed.tolist(), strict=True))
-    return raw.map(table).astype("str")
-
-
-def _parse_dates(raw: pd.Series, *, dayfirst: bool) -> pd.Series:
-    year = pd.Series(pd.NA, index=raw.index, dtype="str")
-    month = year.copy()
-    day = year.copy()
-    todo = raw.notna()
-    for pattern, order in _BIRTHDAY_FORMATS:
-        if not todo.any():
-            break
-        found = raw[todo].str.extract(f"^{pattern}$", flags=re.IGNORECASE)
-        found = found[found[0].notna()]
-        if found.empty:
-            continue
-        if order == "slash":
-            order = "dmy" if dayfirst else "mdy"
-        parts = dict(zip(order, (found[0], found[1], found[2]), strict=True))
-        if "M" in parts:
-            parts["m"] = parts.pop("M").str.lower().map(_MONTHS)
-        year[found.index], month[found.index], day[found.index] = parts["y"], parts["m"], parts["d"]
-        todo[found.index] = False
-    ymd = year + month.str.zfill(2) + day.str.zfill(2)
-    dates = pd.to_datetime(ymd.where(ymd.str.len() == 8), format="%Y%m%d", errors="coerce")
-    ok = dates.notna() & (dates.dt.year >= 1900) & (dates <= pd.Timestamp.today())
-    return ymd.where(_flags(ok))
-
-
-@lru_cache(maxsize=1 << 14)
-def _split_tags(value: str) -> tuple[str, ...]:
-    parts = (part.strip() for part in _TAG_SEPARATORS.split(value))
-    return tuple(dict.fromkeys(part for part in parts if part))
-
-
 # --------------------------------------------------------------------------- normalising
+
+Texts = Callable[[np.ndarray], list[str]]
 
 
 class _Problems:
-    """Reasons per row position, in the order the rules run."""
+    """Reasons per row position, in the order the rules run. Texts are built only for the
+    rows a rule flags (few), never for the whole column."""
 
     def __init__(self) -> None:
         self.by_row: dict[int, list[str]] = {}
 
-    def add(self, mask: np.ndarray | pd.Series, reasons: pd.Series | str) -> None:
-        positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+    def add(self, mask: np.ndarray, reasons: str | Texts) -> None:
+        positions = np.flatnonzero(mask)
         if len(positions):
-            texts = (
-                [reasons] * len(positions)
-                if isinstance(reasons, str)
-                else reasons.iloc[positions].tolist()
-            )
+            texts = [reasons] * len(positions) if isinstance(reasons, str) else reasons(positions)
             self._extend(positions, texts)
 
-    def too_long(self, column: str, values: pd.Series | np.ndarray, limit: int) -> None:
-        """Values over the limit; an array gives the longest tag per row instead."""
-        what = "is" if isinstance(values, pd.Series) else "has a tag of"
-        lengths = _lengths(values) if isinstance(values, pd.Series) else values
-        positions = np.flatnonzero(lengths > limit)
+    def invalid(self, what: str, raw: pa.Array, mask: np.ndarray) -> None:
+        """ "invalid <what> '<the trimmed input>'" where ``mask`` is set."""
+        self.add(mask, lambda rows: [f"invalid {what} {_quoted(v)}" for v in _cells(raw, rows)])
+
+    def rejected_by_rule(self, what: str, raw: pa.Array, result: pa.Array) -> None:
+        """Rows with a value that the rule turned into null."""
+        self.invalid(what, raw, _present(raw) & ~_present(result))
+
+    def too_long(self, column: str, values: pa.Array, limit: int) -> None:
+        if (pc.max(pc.binary_length(values)).as_py() or 0) <= limit:
+            return  # no value has more bytes, so none has more characters
+        sizes = rules.lengths(values)
+        positions = np.flatnonzero(sizes > limit)
+        self._too_long(column, "is", positions, sizes[positions], limit)
+
+    def tag_too_long(self, column: str, tags: rules.Tags, limit: int) -> None:
+        self._too_long(column, "has a tag of", tags.over, tags.longest, limit)
+
+    def _too_long(
+        self, column: str, what: str, positions: np.ndarray, sizes: np.ndarray, limit: int
+    ) -> None:
         texts = [
-            f"field {column!r} {what} {n} characters, the limit is {limit}"
-            for n in lengths[positions].tolist()
+            f"field {column!r} {what} {n} characters, the limit is {limit}" for n in sizes.tolist()
         ]
         self._extend(positions, texts)
 
@@ -453,70 +351,125 @@ class _Problems:
             self.by_row.setdefault(position, []).append(text)
 
 
+def _present(values: pa.Array) -> np.ndarray:
+    return np.asarray(values.is_valid(), dtype=bool)
+
+
+def _cells(values: pa.Array, positions: np.ndarray) -> list[str]:
+    return values.take(pa.array(positions)).to_pylist()
+
+
+def _quoted(value: str) -> str:
+    short = value[:_QUOTE_LIMIT]
+    return f"'{short}…'" if len(value) > _QUOTE_LIMIT else f"'{short}'"
+
+
+def _as_table(cells: pa.Table | pd.DataFrame) -> pa.Table:
+    """String columns (any Arrow string type) as one-chunk ``string`` columns."""
+    if isinstance(cells, pd.DataFrame):
+        frame = cells.reset_index(drop=True)
+        frame.columns = [str(c) for c in frame.columns]
+        cells = pa.Table.from_pandas(frame.astype("str"), preserve_index=False)
+    columns = [
+        column.cast(rules.STRING).combine_chunks()
+        if column.num_chunks != 1 or column.type != rules.STRING
+        else column.chunk(0)
+        for column in cells.columns
+    ]
+    return pa.Table.from_arrays(columns, names=cells.column_names)
+
+
 def normalize_chunk(
-    frame: pd.DataFrame,
-    lines: Sequence[int],
+    cells: pa.Table | pd.DataFrame,
+    lines: Sequence[int] | np.ndarray,
     mapping: ColumnMapping,
     options: NormalizeOptions | None = None,
 ) -> NormalizedChunk:
-    """The contact load frame (``row`` = source line) and the rejects of one chunk."""
+    """The contact load frame (``row`` = source line) and the rejects of one chunk of string
+    cells (an Arrow table, or a DataFrame of ``str`` columns)."""
     options = options or NormalizeOptions()
-    if len(lines) != len(frame):
-        raise ValueError(f"{len(lines)} line numbers for {len(frame)} rows")
-    missing = [h for h in (*mapping.columns, *mapping.properties) if h not in frame.columns]
+    table = _as_table(cells)
+    if len(lines) != table.num_rows:
+        raise ValueError(f"{len(lines)} line numbers for {table.num_rows} rows")
+    missing = [h for h in (*mapping.columns, *mapping.properties) if h not in table.column_names]
     if missing:
         raise MappingError(
             "the mapping names columns the input lacks: " + ", ".join(map(repr, missing))
         )
     if "email" not in mapping.columns.values():
         raise MappingError("no column is mapped to email")
-    frame = frame.reset_index(drop=True)
     limit = options.max_length
-    source = {column: header for header, column in mapping.columns.items()}
+    source = {column: table.column(header).chunk(0) for header, column in mapping.columns.items()}
     problems = _Problems()
-    out: dict[str, pd.Series] = {}
+    out: dict[str, pa.Array] = {}
 
-    raw, out["email"], valid = normalize_email(frame[source["email"]])
-    problems.add(raw.isna(), "missing email")
-    problems.add(raw.notna().to_numpy() & ~valid, "invalid email " + _quoted(raw))
+    raw, out["email"], valid = _normalize_email(source["email"])
+    problems.add(~_present(raw), "missing email")
+    problems.invalid("email", raw, _present(raw) & ~valid)
     problems.too_long("email", out["email"], limit)
 
     if any(column in source for column in NAME_COLUMNS):
-        out.update(_names(frame, source))
+        empty = pa.nulls(table.num_rows, rules.STRING)
+        cleaned = [
+            rules.clean(source[c], collapse=True) if c in source else empty for c in NAME_COLUMNS
+        ]
+        out.update(rules.names(*cleaned)._asdict())
     for column in CANONICAL_COLUMNS:
         if column not in source or column in out:
             continue
-        raw = _clean(frame[source[column]])
+        raw = rules.clean(source[column])
         if column in PHONE_COLUMNS and options.default_region:
-            out[column] = _phones(raw, options.default_region)
-            problems.add(raw.notna() & out[column].isna(), f"invalid {column} " + _quoted(raw))
+            out[column] = rules.phones(raw, options.default_region)
+            problems.rejected_by_rule(column, raw, out[column])
         elif column == "birthday":
-            out[column] = parse_birthdays(raw, dayfirst=options.dayfirst)
-            problems.add(raw.notna() & out[column].isna(), "invalid birthday " + _quoted(raw))
+            out[column] = rules.parse_birthdays(raw, dayfirst=options.dayfirst)
+            problems.rejected_by_rule(column, raw, out[column])
         elif column == "tags":
-            out[column], longest = _tags(raw)
-            problems.too_long(column, longest, limit)
+            tags = rules.split_tags(raw, limit)
+            out[column] = tags.tags
+            problems.tag_too_long(column, tags, limit)
             continue
         else:
             out[column] = raw
         problems.too_long(column, out[column], limit)
 
-    properties = None
-    if mapping.properties:
-        properties = _properties(frame, mapping.properties, problems, limit)
+    properties: dict[str, pa.Array] = {}
+    for header, name in mapping.properties.items():
+        properties[name] = rules.clean(table.column(header).chunk(0))
+        problems.too_long(name, properties[name], limit)
 
-    rejected = np.zeros(len(frame), dtype=bool)
-    rejected[list(problems.by_row)] = True
-    keep = np.flatnonzero(~rejected)
     line_numbers = np.asarray(lines, dtype=np.int64)
-    contacts = pd.DataFrame({"row": line_numbers[keep]})
-    for column in CANONICAL_COLUMNS:
-        if column in out:
-            contacts[column] = out[column].iloc[keep].reset_index(drop=True)
-    if properties is not None:
-        keys, matrix = properties
-        contacts["properties"] = pd.Series(_property_dicts(keys, matrix[keep]), dtype=object)
-    return NormalizedChunk(contacts=contacts, rejects=_rejects(frame, line_numbers, problems))
+    arrays: dict[str, pa.Array] = {"row": pa.array(line_numbers), **out}
+    if problems.by_row:
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[list(problems.by_row)] = False
+        kept = pa.array(keep)
+        arrays = {name: values.filter(kept) for name, values in arrays.items()}
+        properties = {name: values.filter(kept) for name, values in properties.items()}
+    if mapping.properties:
+        arrays["properties"] = rules.property_map(list(properties), list(properties.values()))
+    schema = load_frame_schema(mapping)
+    contacts = pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
+    return NormalizedChunk(contacts=contacts, rejects=_rejects(table, line_numbers, problems))
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False) makes one a call
+_REJECTS_SCHEMA = pa.schema(
+    [("line", pa.int64()), ("reason", pa.string()), ("values", pa.string())]
+)
+
+
+def _rejects(table: pa.Table, lines: np.ndarray, problems: _Problems) -> pa.Table:
+    positions = np.array(sorted(problems.by_row), dtype=np.int64)
+    originals = table.take(pa.array(positions)).to_pylist()
+    return pa.Table.from_arrays(
+        [
+            pa.array(lines[positions], pa.int64()),
+            pa.array(["; ".join(problems.by_row[p]) for p in positions.tolist()], pa.string()),
+            pa.array([_JSON.encode(row) for row in originals], pa.string()),
+        ],
+        schema=_REJECTS_SCHEMA,
+    )
 
 
 def output_columns(mapping: ColumnMapping) -> list[str]:
@@ -535,85 +488,20 @@ def load_frame_schema(mapping: ColumnMapping) -> pa.Schema:
     return pa.schema([(c, types.get(c, pa.string())) for c in output_columns(mapping)])
 
 
-def _names(frame: pd.DataFrame, source: Mapping[str, str]) -> dict[str, pd.Series]:
-    """Full name split into first / last (first token / rest, or "Last, First") where both
-    are empty; first and last joined into the full name where it is empty."""
-    empty = pd.Series(pd.NA, index=frame.index, dtype="str")
-    name, first, last = (
-        _clean(frame[source[c]], collapse=True) if c in source else empty.copy()
-        for c in NAME_COLUMNS
-    )
-    split = name.notna() & first.isna() & last.isna()
-    if split.any():
-        full = name[split]
-        comma = full.str.partition(",")
-        reversed_ = (full.str.count(",") == 1) & (comma[0].str.strip() != "")
-        reversed_ &= comma[2].str.strip() != ""
-        token = full.str.partition(" ")
-        first.loc[full.index] = token[0].where(~reversed_, comma[2].str.strip())
-        last.loc[full.index] = token[2].where(~reversed_, comma[0].str.strip())
-        last = last.mask(last == "")
-    join = name.isna() & (first.notna() | last.notna())
-    if join.any():
-        name.loc[join] = (first[join].fillna("") + " " + last[join].fillna("")).str.strip()
-    return {"name": name, "first_name": first, "last_name": last}
-
-
-def _tags(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    table = {value: _split_tags(value) for value in raw.dropna().unique()}
-    split = [table.get(value) or None for value in raw.to_numpy(dtype=object, na_value=None)]
-    tags = pd.Series([list(t) if t else None for t in split], index=raw.index, dtype=object)
-    longest = np.array([max(map(len, t)) if t else 0 for t in split], dtype=np.int64)
-    return tags, longest
-
-
-def _properties(
-    frame: pd.DataFrame, names: Mapping[str, str], problems: _Problems, limit: int
-) -> tuple[list[str], np.ndarray]:
-    """Property names and a row x property matrix of trimmed values (None when empty)."""
-    cleaned = {}
-    for header, name in names.items():
-        cleaned[name] = _clean(frame[header])
-        problems.too_long(name, cleaned[name], limit)
-    matrix = np.column_stack(
-        [values.to_numpy(dtype=object, na_value=None) for values in cleaned.values()]
-    )
-    return list(cleaned), matrix
-
-
-def _property_dicts(keys: list[str], matrix: np.ndarray) -> list[dict[str, str]]:
-    return [
-        {key: value for key, value in zip(keys, row, strict=True) if value is not None}
-        for row in matrix
-    ]
-
-
-def _rejects(frame: pd.DataFrame, lines: np.ndarray, problems: _Problems) -> pd.DataFrame:
-    positions = sorted(problems.by_row)
-    headers = [str(h) for h in frame.columns]
-    cells = frame.iloc[positions].to_numpy(dtype=object, na_value=None)
-    originals = [dict(zip(headers, row, strict=True)) for row in cells]
-    return pd.DataFrame(
-        {
-            "line": pd.Series(lines[positions], dtype=np.int64),
-            "reason": pd.Series(["; ".join(problems.by_row[p]) for p in positions], dtype="str"),
-            "values": pd.Series(
-                [json.dumps(values, ensure_ascii=False) for values in originals],
-                dtype="str",
-            ),
-        }
-    )
-
-
 # --------------------------------------------------------------------------- duplicates
 
 
-def email_keys(frame: pd.DataFrame, mapping: ColumnMapping) -> pd.Series:
+def _series(values: pa.Array) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+def email_keys(cells: pa.Table | pd.DataFrame, mapping: ColumnMapping) -> pd.Series:
     """The normalised email of each row (NA where missing or invalid), for the first pass."""
     header = next((h for h, c in mapping.columns.items() if c == "email"), None)
     if header is None:
         raise MappingError("no column is mapped to email")
-    return normalize_email(frame[header])[1]
+    table = _as_table(cells)
+    return _series(_normalize_email(table.column(header).chunk(0))[1])
 
 
 def find_duplicates(

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from etl.transform import _arrow as A
 from etl.transform.schemas import ACTIVITIES, CONTACTS, SALES
@@ -111,16 +113,71 @@ VISIT_PROPERTIES = (
 # Contact flags without a canonical column, kept in properties (as "true") when set.
 CONTACT_FLAGS = {"optedOutPhone": "opted_out_phone", "deleted": "deleted", "invalid": "invalid"}
 
-Records = Sequence[Mapping[str, Any]]
+# A page of contacts: decoded JSON records, or already a ``RAW_CONTACT`` array (decode_page).
+Records = Sequence[Mapping[str, Any]] | pa.StructArray
 _CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+
+_PAGE = pa.schema([("success", _B), ("hasMore", _B), ("contacts", pa.list_(RAW_CONTACT))])
+_PAGE_PARSE = pa_json.ParseOptions(explicit_schema=_PAGE, unexpected_field_behavior="ignore")
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+
+
+def decode_page(body: bytes) -> tuple[pa.StructArray, bool] | None:
+    """A ``paginatedContactList`` answer straight to (``RAW_CONTACT`` array, ``hasMore``).
+
+    Skips the ~14 MB of Python objects a 1000-contact page decodes to. Arrow's JSON reader is
+    stricter than ``pa.array`` on decoded records (a number where a string is expected, a float
+    for an integer, a repeated key, anything but one object all fail), and what it accepts but
+    JSON does not (a byte order mark, NaN, invalid UTF-8) is refused here; so whenever it
+    returns a page, decoding the body and converting its records gives the same array.
+    Otherwise (and for an answer without ``"success": true``) it returns None: the caller
+    decodes the body the usual way.
+    """
+    if not _OBJECT_START.match(body):  # Arrow would skip a byte order mark, JSON does not
+        return None
+    options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body), 1 << 16) + 1)
+    try:
+        table = pa_json.read_json(pa.BufferReader(body), options, _PAGE_PARSE)
+        if table.num_rows != 1 or table.column("success")[0].as_py() is not True:
+            return None
+        contacts = table.column("contacts").combine_chunks()
+        arr = contacts.flatten() if contacts.is_valid()[0].as_py() else pa.array([], RAW_CONTACT)
+        arr.validate(full=True)  # invalid UTF-8, which a JSON decoder refuses
+    except pa.ArrowException:
+        return None
+    values = pc.list_flatten(arr.field("contactExtEvents")).field("value")
+    if pc.any(pc.invert(pc.is_finite(values))).as_py():  # NaN or Infinity: not JSON
+        return None
+    if arr.null_count:  # null records are dropped anyway (raw_array)
+        arr = arr.filter(arr.is_valid())
+    return arr, bool(table.column("hasMore")[0].as_py())
+
+
+def concat_pages(pages: Sequence[Records]) -> tuple[pa.StructArray, np.ndarray]:
+    """Several pages as one ``RAW_CONTACT`` array, with the page index of each contact (for
+    ``split_page``'s ``page_of``)."""
+    arrays = [raw_array(page) for page in pages]
+    page_of = np.repeat(np.arange(len(arrays), dtype=np.int64), [len(a) for a in arrays])
+    arr = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+    return arr, page_of
+
+
+def contact_ids(records: Records) -> list[str]:
+    """The ids of a page's contacts (null records skipped), as strings."""
+    if isinstance(records, pa.StructArray):
+        return [str(i) for i in raw_array(records).field("id").to_pylist()]
+    return [str(r["id"]) for r in records if r]
 
 
 def raw_array(records: Records) -> pa.StructArray:
     """The page as a ``RAW_CONTACT`` struct array, null records dropped, ids checked."""
-    try:
-        arr = pa.array(records, type=RAW_CONTACT)
-    except _CONVERSION_ERRORS:
-        arr = _lenient_array(records)
+    if isinstance(records, pa.StructArray):
+        arr = records
+    else:
+        try:
+            arr = pa.array(records, type=RAW_CONTACT)
+        except _CONVERSION_ERRORS:
+            arr = _lenient_array(records)
     if arr.null_count:
         arr = arr.filter(arr.is_valid())
     missing = np.flatnonzero(~A.present(pc.struct_field(arr, "id")).to_numpy(zero_copy_only=False))
@@ -156,12 +213,24 @@ def sales_table(records: Records) -> pa.Table:
 
 
 def split_page(
-    records: Records, tables: Collection[str] = ("contacts", "activities", "sales")
+    records: Records,
+    tables: Collection[str] = ("contacts", "activities", "sales"),
+    page_of: np.ndarray | None = None,
 ) -> dict[str, pa.Table]:
-    """The canonical ``tables`` (all three by default) from one page of contacts."""
+    """The canonical ``tables`` (all three by default) from one page of contacts.
+
+    For several pages at once (``concat_pages``), ``page_of`` gives each contact's page: the
+    rows then come in the order page-by-page calls would give them.
+    """
     arr = raw_array(records)
-    builders = {"contacts": _contacts, "activities": _activities, "sales": _sales}
-    return {name: build(arr) for name, build in builders.items() if name in tables}
+    out: dict[str, pa.Table] = {}
+    if "contacts" in tables:
+        out["contacts"] = _contacts(arr)
+    if "activities" in tables:
+        out["activities"] = _activities(arr, page_of)
+    if "sales" in tables:
+        out["sales"] = _sales(arr)
+    return out
 
 
 def _contacts(arr: pa.StructArray) -> pa.Table:
@@ -248,17 +317,23 @@ def _synth_id(contact_id: pa.Array, kind: str, position: np.ndarray) -> pa.Array
 _ColumnsOf = Callable[[pa.Array, np.ndarray], tuple[dict[str, pa.Array], list[A.Part]]]
 
 
-def _activities(arr: pa.StructArray) -> pa.Table:
+def _activities(arr: pa.StructArray, page_of: np.ndarray | None = None) -> pa.Table:
+    """Tasks, then notes, then visits (of each page, when ``page_of`` says which is which)."""
     contact_ids = pc.struct_field(arr, "id")
-    parts = []
-
-    tasks = A.explode(pc.struct_field(arr, "contactTasks"))
-    parts.append(_activity_part("task", tasks, contact_ids, _task_columns))
-    notes = A.explode(pc.struct_field(arr, "contactNotes"))
-    parts.append(_activity_part("note", notes, contact_ids, _note_columns))
-    visits = A.explode(pc.struct_field(arr, "contactVisits"))
-    parts.append(_activity_part("visit", visits, contact_ids, _visit_columns))
-    return pa.concat_tables(parts)
+    parts, parents = [], []
+    for kind, field, columns_of in (
+        ("task", "contactTasks", _task_columns),
+        ("note", "contactNotes", _note_columns),
+        ("visit", "contactVisits", _visit_columns),
+    ):
+        exploded = A.explode(pc.struct_field(arr, field))
+        parts.append(_activity_part(kind, exploded, contact_ids, columns_of))
+        parents.append(exploded.parent)
+    table = pa.concat_tables(parts)
+    if page_of is not None and table.num_rows and page_of[-1] > 0:
+        order = np.argsort(page_of[np.concatenate(parents)], kind="stable")
+        table = table.take(pa.array(order, pa.int64()))
+    return table
 
 
 def _activity_part(

@@ -9,6 +9,7 @@ does not parse (a bad date, amount, status...) is kept in ``properties`` under i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,7 +135,7 @@ class FieldCatalog:
 class _Columns:
     """A page of string records as Arrow string columns, with "consumed" bookkeeping."""
 
-    def __init__(self, records: Sequence[Mapping[str, Any]], n: int) -> None:
+    def __init__(self, records: Records, n: int) -> None:
         self.n = n
         self.columns = _string_columns(records, n)
         self.used: set[str] = set()
@@ -150,9 +151,52 @@ class _Columns:
         return [(k, v) for k, v in self.columns.items() if k not in self.used]
 
 
-def _string_columns(records: Sequence[Mapping[str, Any]], n: int) -> dict[str, pa.Array]:
+# A page of records: decoded JSON, or (record_array) a struct array of string fields.
+Records = Sequence[Mapping[str, Any]] | pa.StructArray
+
+
+def record_array(records: Sequence[Mapping[str, Any]]) -> Records:
+    """The page as a struct array with a string field per key (in order of appearance, as
+    ``pa.array`` infers them), which holds a fraction of the memory of the dicts; the records
+    unchanged when some value is not a string (the transforms then stringify them)."""
+    try:
+        keys = dict.fromkeys(itertools.chain.from_iterable(r for r in records if r is not None))
+        return pa.array(records, type=pa.struct([(k, pa.string()) for k in keys]))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return records
+
+
+def concat_records(pages: Sequence[Records]) -> Records:
+    """Several pages as one; struct arrays stay struct arrays (fields by name, null-filled)."""
+    if len(pages) == 1:
+        return pages[0]
+    if not all(isinstance(p, pa.StructArray) for p in pages):
+        return [r for p in pages for r in (p.to_pylist() if isinstance(p, pa.Array) else p)]
+    arrays: list[pa.StructArray] = list(pages)  # type: ignore[arg-type]
+    if all(a.type == arrays[0].type for a in arrays):
+        return pa.concat_arrays(arrays)
+    keys = dict.fromkeys(f.name for a in arrays for f in a.type)
+    children = [
+        pa.concat_arrays(
+            [
+                pc.struct_field(a, k)
+                if a.type.get_field_index(k) >= 0
+                else pa.nulls(len(a), pa.string())
+                for a in arrays
+            ]
+        )
+        for k in keys
+    ]
+    return pa.StructArray.from_arrays(children, names=list(keys))
+
+
+def _string_columns(records: Records, n: int) -> dict[str, pa.Array]:
     if n == 0:
         return {}
+    if not isinstance(records, pa.StructArray):
+        records = record_array(records)
+    if isinstance(records, pa.StructArray):
+        return {f.name: pc.struct_field(records, f.name) for f in records.type}
     try:
         arr = pa.array(records)
         if not pa.types.is_struct(arr.type):
@@ -175,7 +219,7 @@ def _as_str(value: Any) -> str | None:
     return str(value)
 
 
-def _check_ids(ids: Sequence[str], records: Sequence[Any], what: str) -> pa.Array:
+def _check_ids(ids: Sequence[str], records: Records, what: str) -> pa.Array:
     if len(ids) != len(records):
         raise ValueError(f"SalesNexus {what}: {len(ids)} ids for {len(records)} records")
     return A.text(pa.array(list(ids))) if ids else pa.array([], pa.string())
@@ -200,9 +244,7 @@ def _rest_parts(cols: _Columns, rows: np.ndarray, name_of: Callable[[str], str])
     return [A.part(rows, name_of(key), values) for key, values in cols.rest()]
 
 
-def contacts_table(
-    ids: Sequence[str], records: Sequence[Mapping[str, str]], catalog: FieldCatalog
-) -> pa.Table:
+def contacts_table(ids: Sequence[str], records: Records, catalog: FieldCatalog) -> pa.Table:
     """One ``get-contacts`` page to the contacts table."""
     src_ids = _check_ids(ids, records, "contacts")
     n = len(records)
@@ -253,7 +295,7 @@ def _split_tags(raw: pa.Array) -> pa.Array:
     return A.build_list(len(raw), parent, tags.filter(keep))
 
 
-def activities_table(ids: Sequence[str], records: Sequence[Mapping[str, str]]) -> pa.Table:
+def activities_table(ids: Sequence[str], records: Records) -> pa.Table:
     """One ``get-activities`` page to the activities table (records have named keys)."""
     src_ids = _check_ids(ids, records, "activities")
     n = len(records)
@@ -278,9 +320,7 @@ def activities_table(ids: Sequence[str], records: Sequence[Mapping[str, str]]) -
     return A.table(ACTIVITIES, out, n)
 
 
-def sales_table(
-    ids: Sequence[str], records: Sequence[Mapping[str, str]], catalog: FieldCatalog
-) -> pa.Table:
+def sales_table(ids: Sequence[str], records: Records, catalog: FieldCatalog) -> pa.Table:
     """One ``get-sales`` page to the sales table."""
     src_ids = _check_ids(ids, records, "sales")
     n = len(records)
