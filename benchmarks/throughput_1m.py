@@ -167,6 +167,9 @@ def run(
                     profile=spec.profile,
                     loaded=i.accounting["loaded"],
                     batchupsert_calls=int(i.sandbox_stats.get("calls", {}).get(BATCHUPSERT, 0)),
+                    pass1_s=round(i.pass1_s, 3),
+                    pass2_s=round(i.pass2_s, 3),
+                    sandbox_busy_in_pass2=round(i.sandbox_busy_in_pass2, 3),
                 )
             )
     for run_ in runs:

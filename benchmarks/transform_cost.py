@@ -50,14 +50,16 @@ PASS_TIMEOUT = 1800.0
 # Functions of ours whose cumulative time the profile breakdown shows, in pipeline order.
 BREAKDOWN = (
     ("etl/extract/csv_input.py", "read_chunks", "reading: read_chunks (all of it)"),
-    ("etl/extract/csv_input.py", "records", "  csv.reader records + line tracking"),
-    ("etl/extract/csv_input.py", "_chunk", "  building the chunk DataFrame"),
+    ("etl/extract/csv_input.py", "_pieces", "  blocks (parsed in the read-ahead thread)"),
+    ("etl/extract/csv_input.py", "_take", "  cutting blocks into chunks"),
     ("etl/transform/contact_input.py", "normalize_chunk", "normalising: normalize_chunk (all)"),
     ("etl/transform/contact_input.py", "_as_table", "  cells to one-chunk Arrow strings"),
     ("etl/transform/contact_rules.py", "phones", "  phones (phones)"),
     ("etl/transform/phones.py", "to_e164", "    to_e164 (vectorised)"),
     ("etl/transform/phones.py", "e164", "      phonenumbers, for values off the fast path"),
     ("etl/transform/contact_rules.py", "parse_birthdays", "  birthdays (parse_birthdays)"),
+    ("etl/transform/contact_rules.py", "_fixed_width_dates", "    fixed-width shapes, numpy"),
+    ("etl/transform/contact_rules.py", "_date_parts", "    the rest, by regex"),
     ("etl/transform/contact_rules.py", "names", "  names (names)"),
     ("etl/transform/contact_rules.py", "normalize_email", "  emails (normalize_email)"),
     ("etl/transform/contact_rules.py", "split_tags", "  tags (split_tags)"),
@@ -65,6 +67,7 @@ BREAKDOWN = (
     ("etl/transform/contact_input.py", "too_long", "  length checks (too_long)"),
     ("etl/transform/contact_rules.py", "property_map", "  properties map (property_map)"),
     ("etl/transform/contact_input.py", "_rejects", "  reject rows (_rejects)"),
+    ("etl/transform/contact_input.py", "_json_rows", "    original values as JSON"),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections import Counter
@@ -73,6 +74,20 @@ async def test_a_failing_call_does_not_fail_its_neighbour() -> None:
         assert "1000" in str(results[0]) or "page-size" in str(results[0])
         assert len(results[1].ids) == 10  # type: ignore[union-attr]
         assert sn.stats.max_calls_per_request == 2
+
+
+async def test_an_idle_client_keeps_no_page_it_delivered() -> None:
+    """A long export holds only its own pages: the senders drop each answer once delivered."""
+    async with SalesNexusEmulator(SandboxConfig(contacts=300)) as sn:
+        async with SalesNexusClient(sn_config(sn, pacing=Pacing(rate=None, max_in_flight=4))) as c:
+            pages = await asyncio.gather(*(c.get_contacts(start, 100) for start in (0, 100, 200)))
+            await asyncio.sleep(0)
+            records = [r for page in pages for r in page.records]
+            del pages
+            gc.collect()
+            held = [r for r in records if [x for x in gc.get_referrers(r) if x is not records]]
+        assert len(records) == 300
+        assert held == []
 
 
 async def test_paging_thousands_at_a_low_quota_sees_no_429() -> None:

@@ -374,6 +374,10 @@ def test_full_name_alone_gives_first_and_last_columns() -> None:
         ("1. März 1980", True, "19800301"),
         ("March 5, 1990", True, "19900305"),
         ("1990/05/17", True, "19900517"),
+        ("7.05.1990", True, "19900507"),
+        ("17.5.1990", True, "19900517"),
+        ("1990-05-17T08:30:00", True, "19900517"),
+        ("05-17-1990", False, "19900517"),
     ],
 )
 def test_birthday_formats(text: str, dayfirst: bool, expected: str) -> None:
@@ -416,6 +420,40 @@ def test_tags_split_trimmed_deduplicated() -> None:
         {"tags": ["vip", "newsletter", "VIP"]},
         {"tags": None},
         {"tags": ["b2b"]},
+    ]
+
+
+def test_a_chunk_gives_each_row_what_the_row_alone_gives() -> None:
+    """Birthdays of every shape, names, and tags repeated enough to be split once per
+    distinct cell (one tag over the limit): the same per row as row by row."""
+    birthdays = [
+        "1990-05-17", "19900517", "1990/05/17", "17.05.1990", "7.5.1990", "17.5.1990",
+        "7.05.1990", "03/04/1990", "03-04-1990", "1990-05-17 00:00:00", "7. Mai 1979",
+        "March 5, 1990", "31.02.1990", "１９９０0517", "1990-05-1x", "", "someday",
+    ]  # fmt: skip
+    tags = ["vip; b2b", "vip; b2b", "lead|vip", "", "x" * 30 + ",vip", "vip; b2b", "b2b"]
+    names = ["Kowalski, Jan", "Anna  Müller", "Zoë", "", " Jürgen Weiß ", ", x", "a,b,c"]
+    rows = [
+        {
+            "Email": "bad" if i % 11 == 5 else f"u{i}@x.de",
+            "Name": names[i % len(names)],
+            "DOB": birthdays[i % len(birthdays)],
+            "Tags": tags[i % len(tags)],
+            "Notes": 'said "hi"\nbye' if i % 3 else "ünïcode ✓",
+        }
+        for i in range(3 * len(birthdays))
+    ]
+    options = {"max_length": 20}
+    whole = normalize(rows, **options)
+    alone = [normalize([row], **options) for row in rows]
+    assert records(whole.contacts) == [
+        {**r, "row": i + 2} for i, one in enumerate(alone) for r in records(one.contacts)
+    ]
+    assert [(line - 2, reason) for line, reason in reasons(whole).items()] == [
+        (i, reason) for i, one in enumerate(alone) for reason in reasons(one).values()
+    ]
+    assert [json.loads(v) for v in whole.rejects["values"].to_pylist()] == [
+        rows[line - 2] for line in whole.rejects["line"].to_pylist()
     ]
 
 

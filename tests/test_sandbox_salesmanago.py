@@ -557,3 +557,34 @@ async def test_update_task_adds_updates_and_finishes() -> None:
         )
         assert answer == {"success": False, "message": [f"Task not found: id {task_id!r}"]}
         assert sm.stats.writes == 4
+
+
+async def test_bulk_created_contacts_page_in_creation_order_after_deletes() -> None:
+    """Contacts of several batchupserts (with deletes between them) page once each, in the
+    stable ``(createdOn, id)`` order; a batch's contacts share its request time."""
+    async with SalesManagoEmulator(SMALL) as sm, aiohttp.ClientSession() as session:
+        kept: set[str] = set()
+        for batch in range(3):
+            details = [
+                {"contact": {"email": f"bulk{batch}-{i}@example.de", "name": f"Bulk {i}"}}
+                for i in range(300)
+            ]
+            status, answer = await call(
+                session, sm, "contact/batchupsert", {"upsertDetails": details}
+            )
+            assert status == 200 and answer["failedContacts"] == []
+            ids = answer["contactIds"]
+            assert len({sm.store.get(cid)["createdOn"] for cid in ids.values()}) == 1
+            gone = f"bulk{batch}-7@example.de"
+            status, _ = await call(session, sm, "contact/delete", {"email": gone})
+            assert status == 200
+            kept.update(cid for email, cid in ids.items() if email != gone)
+        seen: list[dict[str, Any]] = []
+        for page in range(2):
+            status, answer = await call(
+                session, sm, "contact/paginatedContactList", {"page": page, "size": 1000}
+            )
+            seen.extend(answer["contacts"])
+        keys = [(c["createdOn"], c["id"]) for c in seen]
+        assert keys == sorted(keys) and len(keys) == len(set(keys)) == SMALL.contacts + 3 * 299
+        assert kept <= {cid for _, cid in keys}

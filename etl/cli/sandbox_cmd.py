@@ -355,6 +355,7 @@ def sandbox(
         latency=latency,
         field_id_offset=field_id_offset,
     )
+    config = dataclasses.replace(config, owns_process=True)  # this process only serves
     try:
         asyncio.run(_serve(config, host, (salesmanago_port, salesnexus_port), as_json))
     except KeyboardInterrupt:

@@ -251,6 +251,9 @@ class SalesNexusClient:
                 for pending in batch:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
+            # An idle sender must not keep its last batch: the futures hold the decoded
+            # answers (MBs per listing page) until the sender's next request.
+            del batch
 
     def _take_batch(self) -> list[_PendingCall]:
         """Up to ``calls_per_request`` queued calls, skipping those whose caller gave up."""
@@ -391,30 +394,11 @@ class SalesNexusClient:
         Each entry maps field ids to values and carries ``_toMatch``. Returns one outcome per
         entry in input order; re-sending a chunk is safe when it matches on the email field.
         """
-        starts = range(0, len(entries), MAX_IMPORT_ROWS)
-        flags = {
-            "create-if-not-updated": "true" if create_if_not_updated else "false",
-            "match-nulls": "true" if match_nulls else "false",
-        }
-        results = await asyncio.gather(
-            *(
-                self.call(
-                    "import-contacts",
-                    {
-                        "contacts": orjson.dumps(
-                            list(entries[start : start + MAX_IMPORT_ROWS])
-                        ).decode(),
-                        **flags,
-                    },
-                )
-                for start in starts
-            )
+        return await self.import_contacts_encoded(
+            [orjson.dumps(entry).decode() for entry in entries],
+            create_if_not_updated=create_if_not_updated,
+            match_nulls=match_nulls,
         )
-        outcomes: list[RowOutcome] = []
-        for start, result in zip(starts, results, strict=True):
-            size = min(MAX_IMPORT_ROWS, len(entries) - start)
-            outcomes.extend(_import_outcomes(start, size, result))
-        return outcomes
 
     async def import_contacts_encoded(
         self,

@@ -27,7 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-BLOCK_BYTES = 4 << 20
+# 1 MiB: as fast as 4 MiB, and the import's first pass peaks ~70 MB lower at 1M rows (fewer
+# large buffers parked in the allocator between the read-ahead thread and the consumer).
+BLOCK_BYTES = 1 << 20
 QUOTE = '"'
 # What str.strip() strips (str.isspace): a row of such cells is blank, the exact reader skips it.
 _PY_WHITESPACE = (

@@ -88,7 +88,7 @@ RAW_QUEUE_PAGES = 2
 # Exports read SALESmanago pages straight into Arrow (~1 MB per 1000 contacts). SalesNexus pages
 # arrive as decoded JSON (~3 MB each, and a packed answer of n pages peaks at ~8 MB per page
 # while it is decoded); the calls of a window travel in one or two packed requests, so the
-# window also bounds the size of a response: 25 pages cost ~150 MB more peak RSS than 4.
+# window also bounds the size of a response: 25 pages cost ~60 MB more peak RSS than 4 (8: ~8).
 SALESMANAGO_PREFETCH = 4
 SALESNEXUS_PREFETCH = 4
 TABLE_QUEUE_BATCHES = 6

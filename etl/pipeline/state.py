@@ -325,21 +325,26 @@ class RunState:
         for line, stage, reason, original in self._db.execute(query):
             yield RejectRow(line, stage, reason, original or "")
 
-    def success_tuples(self) -> Iterator[tuple[int, str, str | None, str]]:
-        """:meth:`successes` as plain tuples (a file writer's rows, no object per row)."""
+    def success_tuples(
+        self, after: int = -1, through: int = 2**63 - 1
+    ) -> Iterator[tuple[int, str, str | None, str]]:
+        """:meth:`successes` of the lines in ``(after, through]``, as plain tuples (a file
+        writer's rows, no object per row)."""
         query = (
             "SELECT line, email, target_id, status FROM outcomes "
-            "WHERE kind = 'success' ORDER BY line"
+            "WHERE kind = 'success' AND line > ? AND line <= ? ORDER BY line"
         )
-        return self._db.execute(query)
+        return self._db.execute(query, (after, through))
 
-    def reject_tuples(self) -> Iterator[tuple[int, str, str, str]]:
-        """:meth:`rejects` as plain tuples."""
+    def reject_tuples(
+        self, after: int = -1, through: int = 2**63 - 1
+    ) -> Iterator[tuple[int, str, str, str]]:
+        """:meth:`rejects` of the lines in ``(after, through]``, as plain tuples."""
         query = (
             "SELECT line, status, reason, COALESCE(original, '') FROM outcomes "
-            "WHERE kind = 'reject' ORDER BY line"
+            "WHERE kind = 'reject' AND line > ? AND line <= ? ORDER BY line"
         )
-        return self._db.execute(query)
+        return self._db.execute(query, (after, through))
 
     def outcome_statuses(self) -> dict[tuple[str, str], int]:
         """``{(kind, status): rows}``: loaded rows by CRM status, rejected rows by stage."""

@@ -64,3 +64,7 @@ class SandboxConfig:
     token_ttl: float = 3600.0
     latency: float = 0.0
     field_id_offset: int = 0
+    # The emulators own their process (``crm-etl sandbox``): a large store's objects may then be
+    # frozen out of the cyclic GC (see ``salesmanago_store.paused_gc``). Never in a process that
+    # runs anything else, such as a test run or ``--sandbox``.
+    owns_process: bool = False

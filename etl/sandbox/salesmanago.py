@@ -15,10 +15,12 @@ from aiohttp import web
 from etl.sandbox.base import Emulator, json_response
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.salesmanago_store import (
+    FREEZE_FROM_CONTACTS,
     LimitError,
     SalesManagoStore,
     check_event,
     check_task,
+    now_ms,
     paused_gc,
 )
 
@@ -155,7 +157,14 @@ class SalesManagoEmulator(Emulator):
         self.stats.calls[path] += 1
         self.stats.calls_per_request[1] += 1
         raw = await request.read()
-        with paused_gc():  # parsing and storing allocate thousands of objects but no cycles
+        # Parsing and storing allocate thousands of objects but no cycles; once the store is
+        # large, a write's survivors are frozen out of later collections (see paused_gc).
+        freeze = (
+            self.config.owns_process
+            and path in self._writes
+            and len(self.store) >= FREEZE_FROM_CONTACTS
+        )
+        with paused_gc(freeze=freeze):
             return self._handle(path, raw)
 
     def _handle(self, path: str, raw: bytes) -> web.Response:
@@ -277,6 +286,7 @@ class SalesManagoEmulator(Emulator):
         failed: list[Payload] = []
         validate, apply = self.store.validate_entry, self.store.apply_upsert
         row_failure = self.config.faults.row_failure
+        stamp = now_ms()  # one request, one time: every contact it touches is modified then
         for index, entry in enumerate(details):
             inner = entry.get("contact") if isinstance(entry, dict) else None
             email = inner.get("email") if isinstance(inner, dict) else None
@@ -289,7 +299,7 @@ class SalesManagoEmulator(Emulator):
                 self.stats.faults["row_failure"] += 1
                 failed.append({"index": index, "email": email, "message": ROW_FAILURE_MESSAGE})
                 continue
-            contact_ids[email] = apply(plan, owner)[0]
+            contact_ids[email] = apply(plan, owner, stamp)[0]
         return {"contactIds": contact_ids, "failedContacts": failed}
 
     def _delete(self, body: Payload) -> Payload:
