@@ -100,7 +100,8 @@ def _run_size(
                 note(f"{NAME}: export {crm} {size:,}: {m.client_peak_rss_mb:.0f} MB peak")
                 runs.append(
                     {
-                        "case": f"export {CRM_TITLES[crm]} → Parquet, all 3 tables",
+                        "case": f"export {CRM_TITLES[crm]} → Parquet, "
+                        + ("all 3 tables" if settings.activities or settings.sales else "contacts"),
                         "kind": "export",
                         "crm": crm,
                         "size": size,

@@ -288,13 +288,12 @@ class SalesManagoEmulator(Emulator):
         row_failure = self.config.faults.row_failure
         stamp = now_ms()  # one request, one time: every contact it touches is modified then
         for index, entry in enumerate(details):
-            inner = entry.get("contact") if isinstance(entry, dict) else None
-            email = inner.get("email") if isinstance(inner, dict) else None
             try:
                 plan = validate(entry)
             except ValueError as exc:
-                failed.append({"index": index, "email": email, "message": str(exc)})
+                failed.append({"index": index, "email": _email_of(entry), "message": str(exc)})
                 continue
+            email = plan["email"]  # the entry's own value, validated
             if row_failure and self.chance(row_failure):
                 self.stats.faults["row_failure"] += 1
                 failed.append({"index": index, "email": email, "message": ROW_FAILURE_MESSAGE})
@@ -419,6 +418,12 @@ class SalesManagoEmulator(Emulator):
         except ValueError as exc:
             raise ApiError(str(exc)) from None
         return {"taskId": self.store.put_task(contact_id, checked)}
+
+
+def _email_of(entry: Any) -> Any:
+    """The ``contact.email`` of an upsert entry as given (any type), None when absent."""
+    inner = entry.get("contact") if isinstance(entry, dict) else None
+    return inner.get("email") if isinstance(inner, dict) else None
 
 
 def _parse_json(raw: bytes) -> Any:
