@@ -364,6 +364,27 @@ class SummaryRow:
         return self.rows / self.duration_s
 
 
+def carry_over_runs(
+    runs: list[dict[str, Any]], settings: dict[str, Any], previous: Path, same: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``runs`` plus, from the ``previous`` results when their ``same`` settings match, the runs
+    of the kinds (export, import) this run skipped, marked ``carried_over``: exports and imports
+    can then be re-measured apart."""
+    measured = {r["kind"] for r in runs}
+    try:
+        before = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return runs
+    if any(before.get("settings", {}).get(k) != settings[k] for k in same):
+        return runs
+    kept = [
+        {**r, "carried_over": r.get("carried_over") or before.get("finished_at", True)}
+        for r in before.get("runs", [])
+        if r.get("kind") not in measured
+    ]
+    return [*runs, *kept]
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` atomically (a ``.tmp`` file renamed into place)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

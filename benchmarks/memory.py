@@ -15,7 +15,6 @@ issue's ceiling is 300 MB.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from benchmarks.common import (
     SandboxProcess,
     SandboxSettings,
     SummaryRow,
+    carry_over_runs,
     exit_on_failure,
     measure_export,
     note,
@@ -215,23 +215,12 @@ def run(
 
 
 def carry_over(result: dict[str, Any], previous: Path) -> dict[str, Any]:
-    """Keep the runs of the kinds (export, import) this run skipped from the last results with
-    the same settings, marked ``carried_over``: exports and imports can be re-measured apart."""
-    measured = {r["kind"] for r in result["runs"]}
-    try:
-        before = json.loads(previous.read_text())
-    except (OSError, ValueError):
-        return result
+    """The runs of the kinds this run skipped kept from the last results with the same sizes."""
     same = ("sizes", "activities_per_contact", "sales_per_contact")
-    if any(before.get("settings", {}).get(k) != result["settings"][k] for k in same):
+    runs = carry_over_runs(result["runs"], result["settings"], previous, same)
+    if len(runs) == len(result["runs"]):
         return result
-    kept = [
-        {**r, "carried_over": r.get("carried_over") or before.get("finished_at", True)}
-        for r in before.get("runs", [])
-        if r.get("kind") not in measured
-    ]
-    runs = sorted([*result["runs"], *kept], key=lambda r: (r["case"], r["size"]))
-    return _payload(runs, result["settings"])
+    return _payload(sorted(runs, key=lambda r: (r["case"], r["size"])), result["settings"])
 
 
 def _payload(runs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:

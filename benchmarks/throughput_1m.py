@@ -19,7 +19,6 @@ more than 2.0 of them cannot reach 50k rows/s on one core, which the "limit" col
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from benchmarks.common import (
     SandboxProcess,
     SandboxSettings,
     SummaryRow,
+    carry_over_runs,
     exit_on_failure,
     measure_export,
     note,
@@ -218,21 +218,10 @@ def _table(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def carry_over(result: dict[str, Any], previous: Path) -> dict[str, Any]:
-    """Keep the runs of the kinds (export, import) this run skipped from the last results of the
-    same size, marked ``carried_over``, so exports and imports can be re-measured separately."""
-    measured = {r["kind"] for r in result["runs"]}
-    try:
-        before = json.loads(previous.read_text())
-    except (OSError, ValueError):
+    """The runs of the kinds this run skipped kept from the last results of the same size."""
+    runs = carry_over_runs(result["runs"], result["settings"], previous, ("contacts",))
+    if len(runs) == len(result["runs"]):
         return result
-    if before.get("settings", {}).get("contacts") != result["settings"]["contacts"]:
-        return result
-    kept = [
-        {**r, "carried_over": r.get("carried_over") or before.get("finished_at", True)}
-        for r in before.get("runs", [])
-        if r.get("kind") not in measured
-    ]
-    runs = [*result["runs"], *kept]
     return {**result, "runs": runs, "table": _table(runs)}
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 EntryBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
 
-# Canonical column -> key, in the order ``entry`` writes them.
+# Canonical column -> SALESmanago key, in the order ``entry`` writes them (both builders use these).
 CONTACT_KEYS = {
     "email": "email",
     "name": "name",

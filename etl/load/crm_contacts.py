@@ -41,24 +41,14 @@ import pyarrow as pa
 
 from etl.clients import RowOutcome, SalesManagoClient, SalesNexusClient
 from etl.clients.results import BatchOutcomes
-from etl.load.contact_payloads import salesmanago_entries, salesnexus_entries
+from etl.load.contact_payloads import (
+    ADDRESS_KEYS,
+    CONTACT_KEYS,
+    salesmanago_entries,
+    salesnexus_entries,
+)
 from etl.transform.salesnexus import FieldCatalog
 
-ADDRESS_FIELDS = {
-    "street": "streetAddress",
-    "zip_code": "zipCode",
-    "city": "city",
-    "country": "country",
-}
-SALESMANAGO_CONTACT_FIELDS = {
-    "email": "email",
-    "name": "name",
-    "phone": "phone",
-    "fax": "fax",
-    "company": "company",
-    "state": "state",
-    "external_id": "externalId",
-}
 # Canonical column -> SalesNexus contact field name (resolved to an id from the catalog).
 SALESNEXUS_FIELD_NAMES = {
     "email": "Email",
@@ -207,7 +197,7 @@ class SalesManagoContactWriter:
     @staticmethod
     def entry(record: Mapping[str, Any]) -> dict[str, Any]:
         contact: dict[str, Any] = {}
-        for column, key in SALESMANAGO_CONTACT_FIELDS.items():
+        for column, key in CONTACT_KEYS.items():
             if _present(record.get(column)):
                 contact[key] = str(record[column])
         name = _full_name(record)
@@ -215,7 +205,7 @@ class SalesManagoContactWriter:
             contact["name"] = name
         address = {
             key: str(record[column])
-            for column, key in ADDRESS_FIELDS.items()
+            for column, key in ADDRESS_KEYS.items()
             if _present(record.get(column))
         }
         if address:

@@ -589,6 +589,11 @@ class _Migration:
 
     async def _settle(self, unsure: list[PlannedWrite], target: _Target) -> list[PlannedWrite]:
         """Adopt the records the target holds after all; returns those to send again."""
+        found = await self._adopt(unsure, target)
+        return [r for r in unsure if (r.table, r.source_id) not in found]
+
+    async def _adopt(self, unsure: list[PlannedWrite], target: _Target) -> dict[Key, str]:
+        """Look ``unsure`` records up in the target; those it holds join the crosswalk."""
         claimed = {(row.target_kind, row.target_id) for row in self.crosswalk.values()}
         found = await target.records.find(unsure, claimed)
         for record in unsure:
@@ -596,7 +601,7 @@ class _Migration:
             if target_id is not None:
                 self.migrated(record.table, record.source_id, target_id, record.kind)
         self.adopted += len(found)
-        return [r for r in unsure if (r.table, r.source_id) not in found]
+        return found
 
     async def _adopt_inflight(
         self, writes: list[PlannedWrite], target: _Target
@@ -606,14 +611,8 @@ class _Migration:
         unsure = [w for w in writes if (w.table, w.source_id) in self.inflight]
         if not unsure:
             return writes
-        claimed = {(row.target_kind, row.target_id) for row in self.crosswalk.values()}
-        found = await target.records.find(unsure, claimed)
-        for record in unsure:
-            target_id = found.get((record.table, record.source_id))
-            if target_id is not None:
-                self.migrated(record.table, record.source_id, target_id, record.kind)
+        found = await self._adopt(unsure, target)
         self.commit()
-        self.adopted += len(found)
         log.info(
             "%s: %d record(s) were sent before the run stopped without a recorded answer: "
             "%d found in %s and adopted, %d to send again",

@@ -1072,16 +1072,8 @@ def _merge_tags(
     current: Any, add: list[str], remove: list[str], stamp: int
 ) -> list[dict[str, Any]] | tuple[()]:
     """Tags compare case-insensitively; removals apply after additions, as one request."""
-    if not current and not remove:  # a new contact's tags: the loop below, simplified
-        seen: set[str] = set()
-        added = []
-        for tag in add:
-            key = tag.lower()
-            if key not in seen:
-                seen.add(key)
-                added.append(tag_record(tag, 0, stamp))
-        return added or EMPTY
-    if not remove:  # a re-import's tags: usually all present, so the list stays as it is
+    if not remove:  # a new contact's tags, or a re-import's (usually all present: list kept)
+        current = current or EMPTY
         present = {t["tag"].lower() for t in current}
         added = []
         for tag in add:
